@@ -1,0 +1,180 @@
+//! The typed change vocabulary: what the API asks of the registry, replayed the same way by
+//! persistence and tests. Inputs carry raw values; the registry validates them.
+
+use crate::model::{BackendRecord, DomainRecord, LbPolicy};
+use crate::snapshot::HealthReading;
+use serde::{Deserialize, Serialize};
+
+/// A new virtual host (`POST /api/v1/domains`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDomain {
+    /// Host name.
+    pub domain: String,
+    /// Tag to serve.
+    pub enabled_backends_tag: String,
+    /// Redirect plain HTTP to HTTPS.
+    #[serde(default)]
+    pub http_to_https: bool,
+    /// Backend choice policy.
+    #[serde(default)]
+    pub lb_policy: Option<LbPolicy>,
+    /// Header hashed by `header_hash`.
+    #[serde(default)]
+    pub lb_hash_header: Option<String>,
+}
+
+/// A partial domain update (`PUT /api/v1/domains/{domain}`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPatch {
+    /// Switches to this tag (same checks as `switch`).
+    #[serde(default)]
+    pub enabled_backends_tag: Option<String>,
+    /// Redirect plain HTTP to HTTPS.
+    #[serde(default)]
+    pub http_to_https: Option<bool>,
+    /// Backend choice policy.
+    #[serde(default)]
+    pub lb_policy: Option<LbPolicy>,
+    /// Header hashed by `header_hash`; `null` clears it.
+    #[serde(default, with = "double_option")]
+    pub lb_hash_header: Option<Option<String>>,
+    /// Switch even when the target tag has no routable backend.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// A tag switch (`POST /api/v1/domains/{domain}/switch`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// Target tag; none switches back to `previous_tag` (or between `a` and `b`).
+    #[serde(default)]
+    pub new_tag: Option<String>,
+    /// Switch even when the target tag has no routable backend.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// A new backend (`POST /api/v1/backends`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBackend {
+    /// Unique id.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Tags, at least one.
+    pub tags: Vec<String>,
+    /// Weight 1..=1000, default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// In-flight cap, 0 = none.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+/// A partial backend update (`PUT /api/v1/backends/{id}`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendPatch {
+    /// New `host:port`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// New tag list.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// New weight.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// New in-flight cap.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+/// One change to the registry.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Add a virtual host.
+    AddDomain(NewDomain),
+    /// Change fields of a virtual host.
+    UpdateDomain(String, DomainPatch),
+    /// Remove a virtual host.
+    DeleteDomain(String),
+    /// Move a virtual host to another tag.
+    SwitchTag(String, SwitchRequest),
+    /// Add a backend.
+    AddBackend(NewBackend),
+    /// Change fields of a backend.
+    UpdateBackend(String, BackendPatch),
+    /// Remove a backend; `force` allows emptying a tag a domain uses.
+    DeleteBackend {
+        /// Backend id.
+        id: String,
+        /// Skip the last-backend check.
+        force: bool,
+    },
+}
+
+/// What a successful command answers with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// The domain after the change.
+    Domain(DomainRecord),
+    /// The backend after the change.
+    Backend(BackendView),
+    /// The object is gone.
+    Deleted,
+}
+
+/// A backend with its live health, as `GET /api/v1/backends` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendView {
+    /// The stored backend.
+    #[serde(flatten)]
+    pub backend: BackendRecord,
+    /// Live health.
+    pub health: HealthView,
+}
+
+/// The `health` object of a Backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthView {
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub status: &'static str,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Successes in a row.
+    pub consecutive_successes: u32,
+    /// RFC 3339 time of the last probe, or null.
+    pub last_check: Option<String>,
+}
+
+impl From<HealthReading> for HealthView {
+    fn from(r: HealthReading) -> Self {
+        let last_check = r.last_check_ms.map(|ms| {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+            humantime::format_rfc3339_millis(t).to_string()
+        });
+        Self {
+            status: r.status.as_str(),
+            consecutive_failures: r.consecutive_failures,
+            consecutive_successes: r.consecutive_successes,
+            last_check,
+        }
+    }
+}
+
+/// Serde helper telling a missing field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}

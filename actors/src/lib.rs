@@ -1,0 +1,12 @@
+//! Domain model, routing view and actors of pingora-vhost. No Pingora or HTTP server here:
+//! the binary wires these into the proxy and the admin API.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod model;
+pub mod registry;
+pub mod snapshot;
+pub mod store;
+
+pub use ractor;

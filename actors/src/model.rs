@@ -1,0 +1,360 @@
+//! The domain model: validated names, virtual hosts and backends as the registry keeps them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Highest weight a backend may carry within its pool.
+pub const MAX_WEIGHT: u32 = 1000;
+
+// === impl DomainName ===
+
+/// A virtual host name: lower-case DNS name without trailing dot, optionally `*.` wildcard.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// Normalises (case-fold, trailing dot removed) and validates a domain name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return Err("domain must not be empty".into());
+        }
+        if name.len() > 253 {
+            return Err(format!("domain '{raw}' is longer than 253 characters"));
+        }
+        let body = name.strip_prefix("*.").unwrap_or(&name);
+        if body.is_empty() {
+            return Err(format!("domain '{raw}' has no name after the wildcard"));
+        }
+        for label in body.split('.') {
+            let valid = !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !valid {
+                return Err(format!(
+                    "domain '{raw}' is not a valid DNS name (label '{label}')"
+                ));
+            }
+        }
+        Ok(Self(name))
+    }
+
+    /// The normalised name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For `*.example.com`, the suffix `example.com` that a host's parent must equal.
+    pub fn wildcard_suffix(&self) -> Option<&str> {
+        self.0.strip_prefix("*.")
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(d: DomainName) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl Tag ===
+
+/// A backend label that virtual hosts select pools by (`a`, `b`, `stable`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tag(String);
+
+impl Tag {
+    /// Validates a tag: 1..=64 characters of `[A-Za-z0-9._-]`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err(format!(
+                "tag '{raw}' is invalid (use 1-64 characters of letters, digits, '-', '_', '.')"
+            ))
+        }
+    }
+
+    /// The tag text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Tag> for String {
+    fn from(t: Tag) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl BackendId ===
+
+/// A backend's unique id (also its metrics label).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackendId(String);
+
+impl BackendId {
+    /// Validates an id: 1..=128 characters of `[A-Za-z0-9._-]`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 128
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err(format!(
+                "backend id '{raw}' is invalid (use 1-128 characters of letters, digits, '-', '_', '.')"
+            ))
+        }
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackendId {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<BackendId> for String {
+    fn from(t: BackendId) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === address ===
+
+/// Checks the `host:port` shape of a backend address without resolving it.
+pub fn check_address_shape(address: &str) -> Result<(), String> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("address '{address}' has an invalid port '0'"));
+        }
+        return Ok(());
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!(
+            "address '{address}' must be host:port (a port is required)"
+        ));
+    };
+    if port.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
+        return Err(format!("address '{address}' has an invalid port '{port}'"));
+    }
+    if host.is_empty() || host.contains(':') || DomainName::parse(host).is_err() {
+        return Err(format!("address '{address}' has an invalid host '{host}'"));
+    }
+    Ok(())
+}
+
+/// Resolves a `host:port` backend address (host names through DNS) to its first socket address.
+pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
+    check_address_shape(address)?;
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let mut addrs = address
+        .to_socket_addrs()
+        .map_err(|e| format!("address '{address}' does not resolve: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("address '{address}' resolves to no IP address"))
+}
+
+// === records ===
+
+/// Load-balancing policy within a tag's pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// Fewest in-flight requests.
+    LeastConn,
+    /// Consistent hash of the client IP.
+    IpHash,
+    /// Consistent hash of a request header.
+    HeaderHash,
+}
+
+impl LbPolicy {
+    /// Whether this build routes with the policy.
+    pub fn is_supported(self) -> bool {
+        matches!(self, LbPolicy::RoundRobin)
+    }
+
+    /// The policy's name as written in config and API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastConn => "least_conn",
+            LbPolicy::IpHash => "ip_hash",
+            LbPolicy::HeaderHash => "header_hash",
+        }
+    }
+}
+
+/// A virtual host as the registry keeps and persists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// The host name (exact or `*.` wildcard).
+    pub domain: DomainName,
+    /// The tag whose backends serve the domain.
+    pub enabled_backends_tag: Tag,
+    /// The tag served before the last switch.
+    #[serde(default)]
+    pub previous_tag: Option<Tag>,
+    /// Redirect plain HTTP to HTTPS.
+    #[serde(default)]
+    pub http_to_https: bool,
+    /// Backend choice within the pool.
+    #[serde(default)]
+    pub lb_policy: LbPolicy,
+    /// Header hashed by `header_hash`.
+    #[serde(default)]
+    pub lb_hash_header: Option<String>,
+}
+
+/// A backend as the registry keeps and persists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendRecord {
+    /// Unique id.
+    pub id: BackendId,
+    /// `host:port` as given.
+    pub address: String,
+    /// Tags whose pools include this backend.
+    pub tags: Vec<Tag>,
+    /// Share of its pool under round robin, 1..=1000.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// In-flight cap; 0 = none.
+    #[serde(default)]
+    pub max_connections: u32,
+}
+
+/// The default backend weight.
+pub fn default_weight() -> u32 {
+    1
+}
+
+impl BackendRecord {
+    /// Whether the backend carries `tag`.
+    pub fn has_tag(&self, tag: &Tag) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// Checks a backend weight.
+pub fn check_weight(weight: u32) -> Result<(), String> {
+    if (1..=MAX_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(format!("weight {weight} is out of range 1..={MAX_WEIGHT}"))
+    }
+}
+
+/// Checks a tag list: non-empty, no duplicates.
+pub fn check_tags(tags: &[Tag]) -> Result<(), String> {
+    if tags.is_empty() {
+        return Err("a backend needs at least one tag".into());
+    }
+    for (i, t) in tags.iter().enumerate() {
+        if tags[..i].contains(t) {
+            return Err(format!("tag '{t}' is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_normalised() {
+        assert_eq!(
+            DomainName::parse("App.Example.COM.").unwrap().as_str(),
+            "app.example.com"
+        );
+        assert_eq!(
+            DomainName::parse("*.example.com")
+                .unwrap()
+                .wildcard_suffix(),
+            Some("example.com")
+        );
+        for bad in [
+            "", "a..b", "-a.com", "a b.com", "*.", "a.*.com", "exa mple", "x:80",
+        ] {
+            assert!(DomainName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn addresses_need_a_port() {
+        assert!(check_address_shape("127.0.0.1:80").is_ok());
+        assert!(check_address_shape("[::1]:80").is_ok());
+        assert!(check_address_shape("localhost:3000").is_ok());
+        for bad in [
+            "127.0.0.1",
+            "localhost",
+            ":80",
+            "host:0",
+            "host:x",
+            "a b:80",
+        ] {
+            assert!(check_address_shape(bad).is_err(), "{bad} accepted");
+        }
+        assert!(resolve_address("localhost:3000").is_ok());
+    }
+}

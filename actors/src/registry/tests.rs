@@ -1,0 +1,244 @@
+use super::*;
+use crate::command::*;
+use crate::snapshot::{HealthReading, HealthStatus};
+
+fn backend(id: &str, port: u16, tags: &[&str]) -> Command {
+    Command::AddBackend(NewBackend {
+        id: id.into(),
+        address: format!("127.0.0.1:{port}"),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        weight: None,
+        max_connections: None,
+    })
+}
+
+fn domain(name: &str, tag: &str) -> Command {
+    Command::AddDomain(NewDomain {
+        domain: name.into(),
+        enabled_backends_tag: tag.into(),
+        http_to_https: false,
+        lb_policy: None,
+        lb_hash_header: None,
+    })
+}
+
+fn switch(name: &str, tag: Option<&str>, force: bool) -> Command {
+    Command::SwitchTag(
+        name.into(),
+        SwitchRequest {
+            new_tag: tag.map(Into::into),
+            force,
+        },
+    )
+}
+
+fn seeded() -> Registry {
+    let mut r = Registry::default();
+    for c in [
+        backend("a1", 3001, &["a"]),
+        backend("a2", 3002, &["a"]),
+        backend("b1", 3003, &["b"]),
+        domain("App.Example.com.", "a"),
+    ] {
+        r.apply(c).unwrap();
+    }
+    r
+}
+
+fn tag_of(r: &Registry, d: &str) -> String {
+    r.domain(d).unwrap().enabled_backends_tag.to_string()
+}
+
+#[test]
+fn add_domain_normalises_and_rejects_duplicates_and_unknown_tags() {
+    let mut r = seeded();
+    assert_eq!(
+        r.domain("app.example.com").unwrap().domain.as_str(),
+        "app.example.com"
+    );
+    assert!(matches!(
+        r.apply(domain("APP.example.com", "a")),
+        Err(RegistryError::Conflict(_))
+    ));
+    assert!(matches!(
+        r.apply(domain("new.example.com", "zzz")),
+        Err(RegistryError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.apply(domain("bad domain", "a")),
+        Err(RegistryError::Invalid(_))
+    ));
+}
+
+#[test]
+fn switch_toggles_and_remembers_previous() {
+    let mut r = seeded();
+    let (_, fx) = r.apply(switch("app.example.com", None, false)).unwrap();
+    assert_eq!(
+        fx.switched.as_ref().map(|d| d.as_str()),
+        Some("app.example.com")
+    );
+    assert_eq!(tag_of(&r, "app.example.com"), "b");
+    assert_eq!(
+        r.domain("app.example.com")
+            .unwrap()
+            .previous_tag
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "a"
+    );
+    r.apply(switch("app.example.com", None, false)).unwrap();
+    assert_eq!(tag_of(&r, "app.example.com"), "a");
+    let (_, fx) = r
+        .apply(switch("app.example.com", Some("a"), false))
+        .unwrap();
+    assert_eq!(fx.switched, None, "same tag is not a switch");
+    assert!(matches!(
+        r.apply(switch("nope.com", None, false)),
+        Err(RegistryError::NotFound(_))
+    ));
+    assert!(matches!(
+        r.apply(switch("app.example.com", Some("c"), false)),
+        Err(RegistryError::Invalid(_))
+    ));
+}
+
+#[test]
+fn switch_to_unhealthy_tag_needs_force() {
+    let mut r = seeded();
+    let b1 = r
+        .upstream(&BackendId::parse("b1").unwrap())
+        .unwrap()
+        .clone();
+    b1.health.store(HealthReading {
+        status: HealthStatus::Unhealthy,
+        consecutive_failures: 3,
+        consecutive_successes: 0,
+        last_check_ms: Some(1),
+    });
+    assert!(matches!(
+        r.apply(switch("app.example.com", Some("b"), false)),
+        Err(RegistryError::Conflict(_))
+    ));
+    assert_eq!(tag_of(&r, "app.example.com"), "a");
+    r.apply(switch("app.example.com", Some("b"), true)).unwrap();
+    assert_eq!(tag_of(&r, "app.example.com"), "b");
+}
+
+#[test]
+fn last_backend_of_a_used_tag_needs_force() {
+    let mut r = seeded();
+    r.apply(Command::DeleteBackend {
+        id: "a1".into(),
+        force: false,
+    })
+    .unwrap();
+    let err = r
+        .apply(Command::DeleteBackend {
+            id: "a2".into(),
+            force: false,
+        })
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Conflict(_)), "{err:?}");
+    // b1 is the last of tag b, but no domain uses b.
+    r.apply(Command::DeleteBackend {
+        id: "b1".into(),
+        force: false,
+    })
+    .unwrap();
+    r.apply(Command::DeleteBackend {
+        id: "a2".into(),
+        force: true,
+    })
+    .unwrap();
+    assert_eq!(r.backends().count(), 0);
+}
+
+#[test]
+fn retagging_the_last_backend_is_refused() {
+    let mut r = seeded();
+    r.apply(Command::DeleteBackend {
+        id: "a1".into(),
+        force: false,
+    })
+    .unwrap();
+    let patch = BackendPatch {
+        tags: Some(vec!["b".into()]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        r.apply(Command::UpdateBackend("a2".into(), patch)),
+        Err(RegistryError::Conflict(_))
+    ));
+    let patch = BackendPatch {
+        tags: Some(vec!["a".into(), "c".into()]),
+        weight: Some(3),
+        ..Default::default()
+    };
+    let (reply, fx) = r.apply(Command::UpdateBackend("a2".into(), patch)).unwrap();
+    assert!(fx.republish.iter().any(|d| d.as_str() == "app.example.com"));
+    let Reply::Backend(v) = reply else { panic!() };
+    assert_eq!(v.backend.weight, 3);
+    assert_eq!(v.health.status, "unknown");
+}
+
+#[test]
+fn invalid_backends_are_rejected() {
+    let mut r = seeded();
+    for bad in [
+        backend("x", 0, &["a"]),
+        backend("x", 3000, &[]),
+        backend("a1", 3000, &["a"]),
+        backend("bad id", 3000, &["a"]),
+    ] {
+        assert!(r.apply(bad).is_err());
+    }
+    let mut nb = NewBackend {
+        id: "w".into(),
+        address: "127.0.0.1:1".into(),
+        tags: vec!["a".into()],
+        weight: Some(0),
+        max_connections: None,
+    };
+    assert!(r.apply(Command::AddBackend(nb.clone())).is_err());
+    nb.address = "nohost".into();
+    nb.weight = None;
+    assert!(r.apply(Command::AddBackend(nb)).is_err());
+}
+
+#[test]
+fn publish_makes_routes_visible_and_switch_swaps_pool() {
+    let mut r = seeded();
+    let table = RouteTable::new();
+    r.publish_all(&table);
+    let route = table.lookup("app.example.com").unwrap();
+    assert_eq!(route.pool.members().len(), 2);
+    let (_, fx) = r
+        .apply(switch("app.example.com", Some("b"), false))
+        .unwrap();
+    r.publish(&fx, &table);
+    let after = table.lookup("app.example.com").unwrap();
+    assert_eq!(after.tag.as_str(), "b");
+    assert_eq!(&*after.pool.members()[0].id, "b1");
+    assert_eq!(
+        route.tag.as_str(),
+        "a",
+        "old Arc stays intact for in-flight requests"
+    );
+    let (_, fx) = r
+        .apply(Command::DeleteDomain("app.example.com".into()))
+        .unwrap();
+    r.publish(&fx, &table);
+    assert!(table.lookup("app.example.com").is_none());
+}
+
+#[test]
+fn from_state_lists_every_problem() {
+    let mut state = seeded().state();
+    state.backends[0].address = "nope".into();
+    state.domains[0].enabled_backends_tag = Tag::parse("zz").unwrap();
+    state.domains.push(state.domains[0].clone());
+    let errs = Registry::from_state(state).unwrap_err();
+    assert_eq!(errs.len(), 4, "{errs:?}");
+}

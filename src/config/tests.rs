@@ -1,0 +1,115 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[proxy]
+listen_addr_http = "127.0.0.1:8000"
+management_api_addr = "127.0.0.1:8081"
+
+[[virtual_hosts]]
+domain = "App.Localhost."
+enabled_backends_tag = "a"
+
+[[backends]]
+id = "demo-a"
+address = "127.0.0.1:3001"
+tags = ["a"]
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.threads, 2);
+    assert_eq!(c.grace_period, Duration::from_secs(10));
+    assert_eq!(c.state_path, PathBuf::from("data/state.json"));
+    assert_eq!(c.seed.domains[0].domain.as_str(), "app.localhost");
+    assert_eq!(
+        c.limits.upstream_connect_timeout,
+        Duration::from_millis(2000)
+    );
+    assert_eq!(c.seed.backends[0].weight, 1);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let errs = parse(&format!("{MINIMAL}\n[proxy2]\nx = 1\n")).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("unknown field"), "{errs:?}");
+    let errs = parse(&MINIMAL.replace("threads", "x").replace("tags =", "tagz =")).unwrap_err();
+    assert!(errs[0].contains("tagz"), "{errs:?}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let text = r#"
+[proxy]
+listen_addr_http = "nope"
+management_api_addr = "0.0.0.0:8081"
+threads = 0
+grace_period_secs = 0
+
+[health_check]
+interval_secs = 0
+
+[[virtual_hosts]]
+domain = "bad domain"
+enabled_backends_tag = "missing"
+lb_policy = "least_conn"
+
+[[virtual_hosts]]
+domain = "ok.example.com"
+enabled_backends_tag = "missing"
+
+[[backends]]
+id = "x"
+address = "127.0.0.1"
+tags = []
+weight = 0
+
+[[backends]]
+id = "x"
+address = "localhost:80"
+tags = ["a"]
+"#;
+    let errs = parse(text).unwrap_err();
+    for needle in [
+        "proxy.listen_addr_http",
+        "proxy.management_api_addr",
+        "proxy.threads",
+        "proxy.grace_period_secs",
+        "health_check.interval_secs",
+        "virtual_hosts[0].domain",
+        "virtual_hosts[0]: lb_policy 'least_conn'",
+        "virtual_hosts[1].enabled_backends_tag",
+        "backends[0].address",
+        "backends[0].tags",
+        "backends[0].weight",
+        "backends[1].id",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(needle)),
+            "missing {needle} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn later_sections_parse_and_validate() {
+    let text = format!(
+        "{MINIMAL}\n[lets_encrypt]\nemail = \"nope\"\ncache_dir = \"/tmp/x\"\n\n[limits]\nmax_request_body_bytes = 0\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.starts_with("lets_encrypt.email")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("limits.max_request_body_bytes")),
+        "{errs:?}"
+    );
+    let ok = format!(
+        "{MINIMAL}\n[lets_encrypt]\nemail = \"a@b.c\"\ncache_dir = \"/tmp/x\"\n\n[metrics]\nlisten_addr = \"127.0.0.1:9090\"\n"
+    );
+    let c = parse(&ok).unwrap();
+    assert_eq!(c.not_yet_supported.len(), 2, "{:?}", c.not_yet_supported);
+}

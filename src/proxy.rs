@@ -1,0 +1,311 @@
+//! The Pingora request path: Host routing over the published [`RouteTable`], backend choice,
+//! connect-failure retries, forwarding headers and the access log. It never awaits an actor.
+
+mod host;
+
+pub use host::normalize_host;
+
+use crate::config::Limits;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use vhost_actors::snapshot::{Route, RouteTable, UpstreamBackend};
+
+/// Connect attempts per request: the first plus at most two retries.
+const MAX_ATTEMPTS: usize = 3;
+
+const NOT_FOUND_BODY: &str = "404 unknown host: no virtual host is configured for this name\n";
+const NO_BACKEND_BODY: &str = "503 no backend available: every backend of this domain is down\n";
+
+/// The reverse proxy behind the plain-HTTP listener.
+pub struct VhostProxy {
+    table: Arc<RouteTable>,
+    limits: Limits,
+    in_flight: Arc<AtomicI64>,
+    proto: &'static str,
+}
+
+impl VhostProxy {
+    /// A proxy routing by `table`, counting requests in flight in `in_flight`.
+    pub fn new(table: Arc<RouteTable>, limits: Limits, in_flight: Arc<AtomicI64>) -> Self {
+        Self {
+            table,
+            limits,
+            in_flight,
+            proto: "http",
+        }
+    }
+}
+
+/// Decrements the in-flight count when a request ends, however it ends.
+pub struct InFlight(Arc<AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the phases of one request share.
+pub struct RequestCtx {
+    route: Option<Arc<Route>>,
+    backend: Option<Arc<UpstreamBackend>>,
+    tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
+    attempts: usize,
+    body_bytes: u64,
+    start: Instant,
+    _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    fn was_tried(&self, b: &UpstreamBackend) -> bool {
+        self.tried[..self.attempts]
+            .iter()
+            .flatten()
+            .any(|t| std::ptr::eq(Arc::as_ptr(t), b))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for VhostProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestCtx {
+            route: None,
+            backend: None,
+            tried: Default::default(),
+            attempts: 0,
+            body_bytes: 0,
+            start: Instant::now(),
+            _in_flight: InFlight(Arc::clone(&self.in_flight)),
+        }
+    }
+
+    /// No response compression: skip the disabled default module and its per-request cost.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        session.set_keepalive(Some(self.limits.client_idle_timeout.as_secs()));
+        let route = match request_host(session.req_header()) {
+            Some(raw) => self.table.lookup(&normalize_host(raw)),
+            None => None,
+        };
+        let Some(route) = route else {
+            respond(session, 404, NOT_FOUND_BODY).await?;
+            return Ok(true);
+        };
+        if !route.pool.has_routable() {
+            ctx.route = Some(route);
+            respond(session, 503, NO_BACKEND_BODY).await?;
+            return Ok(true);
+        }
+        ctx.route = Some(route);
+        let too_large = content_length(session.req_header())
+            .is_some_and(|len| len > self.limits.max_request_body_bytes);
+        if too_large {
+            session
+                .respond_error_with_body(413, Bytes::from_static(b"413 request body too large\n"))
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > self.limits.max_request_body_bytes {
+                return Error::e_explain(HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(InternalError, "no route chosen");
+        };
+        let Some(backend) = route.pool.pick(|b| ctx.was_tried(b)).cloned() else {
+            return Error::e_explain(HTTPStatus(503), "no backend available");
+        };
+        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.limits.upstream_connect_timeout);
+        peer.options.read_timeout = Some(self.limits.upstream_read_timeout);
+        peer.options.idle_timeout = Some(self.limits.client_idle_timeout);
+        if ctx.attempts < MAX_ATTEMPTS {
+            ctx.tried[ctx.attempts] = Some(Arc::clone(&backend));
+            ctx.attempts += 1;
+        }
+        ctx.backend = Some(backend);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let another = ctx.route.as_ref().is_some_and(|r| {
+            r.pool
+                .members()
+                .iter()
+                .any(|b| b.health.is_routable() && !ctx.was_tried(b))
+        });
+        if ctx.attempts < MAX_ATTEMPTS && another {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Absolute-form targets (Pingora has checked them against Host) go upstream in
+        // origin form.
+        if is_absolute_form(upstream.raw_path()) {
+            let pq = upstream
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(InvalidHTTPHeader, "request target", e))?;
+            upstream.set_uri(pq);
+        }
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = match upstream.headers.get("x-forwarded-for").map(|v| v.to_str()) {
+                Some(Ok(prev)) => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream.insert_header("x-forwarded-proto", self.proto)?;
+        if let Some(host) = request_host(session.req_header()) {
+            let host = host.to_string();
+            upstream.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            ReadTimedout if e.esource() == &ErrorSource::Upstream => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let body: &'static [u8] = match code {
+                503 => NO_BACKEND_BODY.as_bytes(),
+                502 => b"502 bad gateway: the backend could not be reached\n",
+                504 => b"504 gateway timeout: the backend did not answer in time\n",
+                413 => b"413 request body too large\n",
+                _ => b"",
+            };
+            let _ = session
+                .respond_error_with_body(code, Bytes::from_static(body))
+                .await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_deref();
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        tracing::info!(
+            target: "access",
+            domain = route.map_or("_unknown", |r| r.domain.as_str()),
+            tag = route.map_or("-", |r| r.tag.as_str()),
+            backend = ctx.backend.as_deref().map_or("-", |b| &*b.id),
+            method = req.method.as_str(),
+            path = req.uri.path(),
+            status,
+            duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+            client_ip = client_ip.map(tracing::field::display),
+            retries = ctx.attempts.saturating_sub(1),
+        );
+    }
+}
+
+/// The request's host: the authority of an absolute-form target, else the `Host` header.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    if let Some(authority) = req.uri.authority() {
+        return Some(authority.as_str());
+    }
+    req.headers.get(header::HOST)?.to_str().ok()
+}
+
+fn is_absolute_form(target: &[u8]) -> bool {
+    let scheme_end = target.iter().position(|&b| b == b':').unwrap_or(0);
+    scheme_end > 0 && target[scheme_end..].starts_with(b"://")
+}
+
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Writes a small plain-text response and keeps the connection open.
+async fn respond(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(2))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await
+}

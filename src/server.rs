@@ -1,0 +1,325 @@
+//! Start-up and shutdown: state loading, bind checks, daemonising, the control runtime (actors
+//! and admin API), the Pingora server, and draining on SIGTERM.
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::proxy::VhostProxy;
+use crate::telemetry;
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use ractor::Actor;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vhost_actors::registry::actor::{RegistryActor, RegistryArgs};
+use vhost_actors::registry::Registry;
+use vhost_actors::snapshot::RouteTable;
+use vhost_actors::store::{JsonFileStore, StateStore};
+
+/// Flags of `run`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Discard the state file and seed from the config.
+    pub reset_state: bool,
+    /// Take listeners over from a running instance.
+    pub upgrade: bool,
+    /// Detach into the background.
+    pub daemon: bool,
+}
+
+/// Runs the daemon until a signal ends it. Returns only on start-up errors.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
+    let store = JsonFileStore::new(&cfg.state_path);
+    let mut notes = Vec::new();
+    // During an upgrade the old instance still owns the state; load it once it hands over.
+    let mut registry = if opts.upgrade {
+        None
+    } else {
+        Some(load_registry(&cfg, &store, opts.reset_state, &mut notes)?)
+    };
+    if !opts.upgrade {
+        check_bindable(&cfg)?;
+    }
+    if opts.daemon {
+        daemonize(&cfg)?;
+    }
+    telemetry::init(&cfg.logging).map_err(|e| vec![e])?;
+    for note in &cfg.not_yet_supported {
+        tracing::warn!("{note}");
+    }
+
+    let mut server = Server::new_with_opt_and_conf(
+        Opt {
+            upgrade: opts.upgrade,
+            ..Opt::default()
+        },
+        server_conf(&cfg),
+    );
+    server.bootstrap();
+
+    let registry = match registry.take() {
+        Some(r) => r,
+        None => load_registry(&cfg, &store, opts.reset_state, &mut notes)?,
+    };
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+
+    let table = Arc::new(RouteTable::new());
+    registry.publish_all(&table);
+    let in_flight = Arc::new(AtomicI64::new(0));
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let control = start_control(
+        &cfg,
+        registry,
+        Arc::clone(&table),
+        store,
+        admin_stopped,
+        opts.upgrade,
+    )?;
+
+    if let Some(addr) = cfg.listen_http {
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            VhostProxy::new(Arc::clone(&table), cfg.limits, Arc::clone(&in_flight)),
+            "vhost-http",
+        );
+        proxy.threads = Some(cfg.threads);
+        proxy.add_tcp(&addr.to_string());
+        server.add_service(proxy);
+    }
+    tracing::info!(
+        http = ?cfg.listen_http,
+        admin = %cfg.admin_addr,
+        routes = table.len(),
+        threads = cfg.threads,
+        "pingora-vhost started"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainingSignals {
+            in_flight,
+            grace: cfg.grace_period,
+            admin_stop,
+        }),
+    });
+    drop(control);
+    telemetry::flush();
+    std::process::exit(0)
+}
+
+/// Loads the registry: the state file wins over the config unless `reset` is set.
+fn load_registry(
+    cfg: &Config,
+    store: &JsonFileStore,
+    reset: bool,
+    notes: &mut Vec<String>,
+) -> Result<Registry, Vec<String>> {
+    if reset {
+        store.discard().map_err(|e| vec![e.to_string()])?;
+        notes.push(format!(
+            "--reset-state: state file {} discarded; registry seeded from the config",
+            store.path().display()
+        ));
+    }
+    let state = match store.load().map_err(|e| vec![e.to_string()])? {
+        Some(state) => {
+            notes.push(format!(
+                "state file {} found: it is the registry ({} domains, {} backends); \
+                 [[virtual_hosts]] and [[backends]] of the config are IGNORED \
+                 (start with --reset-state to seed from the config again)",
+                store.path().display(),
+                state.domains.len(),
+                state.backends.len()
+            ));
+            state
+        }
+        None => cfg.seed.clone(),
+    };
+    Registry::from_state(state).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("{}: {e}", store.path().display()))
+            .collect()
+    })
+}
+
+fn check_bindable(cfg: &Config) -> Result<(), Vec<String>> {
+    let mut errs = Vec::new();
+    let mut addrs: Vec<(&str, SocketAddr)> = vec![("proxy.management_api_addr", cfg.admin_addr)];
+    if let Some(a) = cfg.listen_http {
+        addrs.push(("proxy.listen_addr_http", a));
+    }
+    for (key, addr) in addrs {
+        if let Err(e) = TcpListener::bind(addr) {
+            errs.push(format!("{key}: cannot listen on {addr}: {e}"));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+fn daemonize(cfg: &Config) -> Result<(), Vec<String>> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| vec![format!("cannot read the working directory: {e}")])?;
+    let pid_file = cfg.state_path.with_extension("pid");
+    daemonize::Daemonize::new()
+        .working_directory(cwd)
+        .pid_file(pid_file)
+        .start()
+        .map_err(|e| vec![format!("cannot daemonize: {e}")])
+}
+
+fn server_conf(cfg: &Config) -> ServerConf {
+    // Per-instance paths so several instances (and upgrades between them) never collide.
+    let key = cfg
+        .listen_http
+        .map_or_else(|| cfg.admin_addr.port(), |a| a.port());
+    ServerConf {
+        threads: cfg.threads,
+        pid_file: format!("/tmp/pingora-vhost-{key}.pid"),
+        upgrade_sock: format!("/tmp/pingora-vhost-{key}.upgrade.sock"),
+        grace_period_seconds: Some(cfg.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    }
+}
+
+/// The runtime running the actors and the admin API; dropping it stops them.
+struct Control {
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start_control(
+    cfg: &Config,
+    registry: Registry,
+    table: Arc<RouteTable>,
+    store: JsonFileStore,
+    mut admin_stopped: tokio::sync::watch::Receiver<bool>,
+    upgrading: bool,
+) -> Result<Control, Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vhost-control")
+        .enable_all()
+        .build()
+        .map_err(|e| vec![format!("cannot start the control runtime: {e}")])?;
+    let admin_addr = cfg.admin_addr;
+    let token = cfg.admin_token.as_deref().map(Arc::from);
+    let max_body = cfg.limits.max_admin_body_bytes;
+    let bind_patience = if upgrading {
+        cfg.grace_period + Duration::from_secs(10)
+    } else {
+        Duration::ZERO
+    };
+    runtime.block_on(async move {
+        let (registry_ref, _) = Actor::spawn(
+            Some("registry".into()),
+            RegistryActor,
+            RegistryArgs {
+                registry,
+                table,
+                store: Box::new(store) as Box<dyn StateStore>,
+            },
+        )
+        .await
+        .map_err(|e| vec![format!("cannot start the registry actor: {e}")])?;
+        let listener = bind_with_patience(admin_addr, bind_patience)
+            .await
+            .map_err(|e| {
+                vec![format!(
+                    "proxy.management_api_addr: cannot listen on {admin_addr}: {e}"
+                )]
+            })?;
+        let app = admin::app(
+            AdminState {
+                registry: registry_ref,
+                token,
+                started: Instant::now(),
+            },
+            max_body,
+        );
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = admin_stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!("admin API stopped: {e}");
+            }
+        });
+        Ok::<_, Vec<String>>(())
+    })?;
+    Ok(Control { _runtime: runtime })
+}
+
+/// Binds, retrying while a previous instance still holds the port (upgrades).
+async fn bind_with_patience(
+    addr: SocketAddr,
+    patience: Duration,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Pingora's Unix signals, plus: the admin API stops at once on SIGTERM/SIGQUIT, and after
+/// SIGTERM the process exits as soon as no request is in flight (at most the grace period).
+struct DrainingSignals {
+    in_flight: Arc<AtomicI64>,
+    grace: Duration,
+    admin_stop: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainingSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = pingora::server::UnixShutdownSignalWatch.recv().await;
+        match signal {
+            ShutdownSignal::GracefulTerminate => {
+                let _ = self.admin_stop.send(true);
+                let (in_flight, grace) = (Arc::clone(&self.in_flight), self.grace);
+                std::thread::spawn(move || exit_when_drained(&in_flight, grace));
+            }
+            ShutdownSignal::GracefulUpgrade => {
+                let _ = self.admin_stop.send(true);
+            }
+            ShutdownSignal::FastShutdown => {}
+        }
+        signal
+    }
+}
+
+fn exit_when_drained(in_flight: &AtomicI64, grace: Duration) {
+    let start = Instant::now();
+    // Let the listeners close and already-accepted requests register first.
+    std::thread::sleep(Duration::from_millis(500).min(grace));
+    let mut idle_checks = 0;
+    while start.elapsed() < grace {
+        if in_flight.load(Ordering::Relaxed) <= 0 {
+            idle_checks += 1;
+            if idle_checks >= 3 {
+                tracing::info!(
+                    drained_in_ms = start.elapsed().as_millis() as u64,
+                    "all in-flight requests finished; exiting"
+                );
+                telemetry::flush();
+                std::process::exit(0);
+            }
+        } else {
+            idle_checks = 0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Pingora's own grace period ends the process now.
+}

@@ -1,0 +1,52 @@
+//! Logging setup: level (RUST_LOG overrides), text or JSON lines, console or daily rolling files,
+//! always through a non-blocking writer so the request path never waits on I/O.
+
+use crate::config::{LogFormat, LogOutput, LoggingConfig};
+use std::sync::Mutex;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
+/// Installs the global subscriber described by `cfg`.
+pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .map_err(|e| format!("logging.level: {e}"))?;
+    let (writer, guard) = match cfg.output {
+        LogOutput::Console => tracing_appender::non_blocking(std::io::stdout()),
+        LogOutput::File => {
+            let dir = cfg.file_path.as_ref().expect("validated: file_path is set");
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("logging.file_path: cannot create {}: {e}", dir.display()))?;
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("pingora-vhost")
+                .filename_suffix("log")
+                .build(dir)
+                .map_err(|e| format!("logging.file_path: {e}"))?;
+            tracing_appender::non_blocking(appender)
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false);
+    let result = match cfg.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    result.map_err(|e| format!("logging: {e}"))?;
+    *GUARD.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+    Ok(())
+}
+
+/// Flushes buffered log lines; call before the process exits.
+pub fn flush() {
+    drop(GUARD.lock().unwrap_or_else(|e| e.into_inner()).take());
+}

@@ -1,0 +1,299 @@
+//! End-to-end harness: real origins on free ports, the real `pingora-vhost` binary started as a
+//! child process with a generated config, and an HTTP client.
+#![allow(dead_code)]
+
+use axum::extract::Request;
+use axum::Json;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pingora-vhost")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// === origins ===
+
+/// A real HTTP origin that answers JSON naming itself and echoing the request.
+pub struct Origin {
+    pub name: String,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    /// Starts an origin on a free port.
+    pub async fn start(name: &str) -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let n = name.to_string();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let n = n.clone();
+            async move {
+                let headers: BTreeMap<String, String> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                Json(serde_json::json!({
+                    "backend": n,
+                    "method": req.method().as_str(),
+                    "uri": req.uri().to_string(),
+                    "headers": headers,
+                }))
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Origin {
+            name: name.to_string(),
+            addr,
+            task,
+        }
+    }
+
+    /// Stops answering: the port then refuses connections.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// === the proxy under test ===
+
+/// A running `pingora-vhost` with its own directory, ports and config.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// Config text with the given ports and extra TOML (virtual hosts, backends, sections).
+pub fn config_text(http: SocketAddr, admin: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[proxy]
+listen_addr_http = "{http}"
+management_api_addr = "{admin}"
+threads = 2
+grace_period_secs = 5
+
+[state]
+path = "state/state.json"
+
+[limits]
+upstream_connect_timeout_ms = 500
+
+{extra}
+"#
+    )
+}
+
+/// TOML for one backend.
+pub fn backend_toml(id: &str, addr: SocketAddr, tags: &[&str]) -> String {
+    let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "[[backends]]\nid = \"{id}\"\naddress = \"{addr}\"\ntags = [{}]\n\n",
+        tags.join(", ")
+    )
+}
+
+/// TOML for one virtual host.
+pub fn vhost_toml(domain: &str, tag: &str) -> String {
+    format!("[[virtual_hosts]]\ndomain = \"{domain}\"\nenabled_backends_tag = \"{tag}\"\n\n")
+}
+
+impl Proxy {
+    /// Writes the config into a fresh directory and starts the proxy, waiting until it serves.
+    pub async fn start(extra: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config_text(http, admin, extra)).unwrap();
+        let mut p = Proxy {
+            dir,
+            http,
+            admin,
+            config_path,
+            child: None,
+        };
+        p.spawn(&[]).await;
+        p
+    }
+
+    /// Starts the binary again with the same config and directory (after `stop`).
+    pub async fn spawn(&mut self, extra_args: &[&str]) {
+        let child = self.command(extra_args).spawn().unwrap();
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// The `run` command for this proxy, not yet started.
+    pub fn command(&self, extra_args: &[&str]) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(extra_args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("PINGORA_VHOST_ADMIN_TOKEN")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        cmd
+    }
+
+    /// Where the child's stdout and stderr go.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("proxy.log")
+    }
+
+    /// Everything the proxy printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state/state.json")
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://{}/api/v1/health", self.admin);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("proxy exited early ({status}):\n{}", self.log());
+            }
+            let ready = reqwest::get(&url)
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+                && std::net::TcpStream::connect(self.http).is_ok();
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal and waits for the process to exit; returns how long it took.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Duration {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        start.elapsed()
+    }
+
+    /// Kills the process at once.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// URL on the admin API.
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}/api/v1{path}", self.admin)
+    }
+
+    /// URL on the plain-HTTP listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// GET through the proxy with a Host header; returns status and body.
+    pub async fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let r = client()
+            .get(self.url(path))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Which backend served `host` (from the origin's JSON answer).
+    pub async fn backend_for(&self, host: &str) -> String {
+        let (status, body) = self.get(host, "/").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["backend"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A keep-alive HTTP client.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Sends a JSON request to the admin API; returns status and parsed body (Null when empty).
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = client().request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, v)
+}
+
+/// Reads a file, empty when missing.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
