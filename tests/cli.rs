@@ -1,0 +1,138 @@
+//! The command line: `check` exit codes and messages, start-up failures as clear errors.
+
+mod support;
+
+use std::process::Command;
+use support::*;
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PINGORA_VHOST_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn valid_config() -> String {
+    let addr = "127.0.0.1:3001".parse().unwrap();
+    config_text(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        &format!(
+            "{}{}",
+            backend_toml("a1", addr, &["a"]),
+            vhost_toml("app.test", "a")
+        ),
+    )
+}
+
+#[test]
+fn check_accepts_a_valid_config_from_the_default_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), valid_config()).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+#[test]
+fn check_lists_every_problem_one_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[proxy]
+listen_addr_http = "not-an-address"
+management_api_addr = "127.0.0.1:8081"
+threads = 0
+
+[[virtual_hosts]]
+domain = "bad domain"
+enabled_backends_tag = "nope"
+
+[[backends]]
+id = "a1"
+address = "127.0.0.1"
+tags = []
+"#;
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 6, "{err}");
+    assert!(lines.iter().all(|l| l.starts_with("error: ")), "{err}");
+    for needle in [
+        "listen_addr_http",
+        "threads",
+        "virtual_hosts[0].domain",
+        "enabled_backends_tag",
+        "backends[0].address",
+        "backends[0].tags",
+    ] {
+        assert!(err.contains(needle), "missing {needle}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unknown_keys_and_bad_toml_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        valid_config().replace("threads", "treads"),
+    )
+    .unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("treads"), "{err}");
+    std::fs::write(dir.path().join("c.toml"), "[proxy\nx=").unwrap();
+    let (code, _, err) = run_in(dir.path(), &["run", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "one line per problem: {err}");
+    let (code, _, err) = run_in(dir.path(), &["--config", "missing.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config_text(
+        busy_addr,
+        admin,
+        &format!(
+            "{}{}",
+            backend_toml("a1", "127.0.0.1:3001".parse().unwrap(), &["a"]),
+            vhost_toml("app.test", "a")
+        ),
+    );
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["run", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn admin_api_on_a_public_address_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = valid_config().replace("127.0.0.1:2", "0.0.0.0:2");
+    std::fs::write(dir.path().join("c.toml"), &text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("admin_token"), "{err}");
+    std::fs::write(
+        dir.path().join("c.toml"),
+        text.replace("[proxy]", "[proxy]\nadmin_token = \"t0ken\""),
+    )
+    .unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+}
