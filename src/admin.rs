@@ -131,12 +131,15 @@ fn backend_reply(reply: Reply) -> Json<BackendView> {
 async fn health(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
     let domains = ask(&state, RegistryMsg::ListDomains).await?.len();
     let backends = ask(&state, RegistryMsg::ListBackends).await?.len();
+    let supervision = ask(&state, RegistryMsg::Supervision).await?;
     Ok(Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "domains": domains,
         "backends": backends,
+        "health_probes": supervision.probes,
+        "probe_restarts": supervision.probe_restarts,
     })))
 }
 

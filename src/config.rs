@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vhost_actors::health::HealthSettings;
 use vhost_actors::model::{
     check_address_shape, check_tags, check_weight, BackendId, BackendRecord, DomainName,
     DomainRecord, LbPolicy, Tag,
@@ -195,7 +196,9 @@ fn default_metrics_addr() -> String {
 /// `[health_check]`: active probe settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HealthCheckSection {
+struct HealthCheckSection {
+    #[serde(default = "yes")]
+    enabled: bool,
     #[serde(default = "default_interval")]
     interval_secs: u64,
     #[serde(default = "default_timeout")]
@@ -211,6 +214,7 @@ pub struct HealthCheckSection {
 impl Default for HealthCheckSection {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval_secs: default_interval(),
             timeout_secs: default_timeout(),
             unhealthy_threshold: default_unhealthy(),
@@ -329,8 +333,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Request-path limits and timeouts.
     pub limits: Limits,
-    /// Active health probes.
-    pub health_check: HealthCheckSection,
+    /// Active health probes; `None` when `[health_check] enabled = false`.
+    pub health_check: Option<HealthSettings>,
+    /// Failures in a row (probes or real traffic) that make a backend unhealthy.
+    pub unhealthy_threshold: u32,
     /// Domains and backends to seed the registry with when there is no state file.
     pub seed: PersistedState,
     /// Settings this build accepts but does not act on yet, one line each.
@@ -644,7 +650,14 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
             upstream_read_timeout: Duration::from_secs(l.upstream_read_timeout_secs),
             client_idle_timeout: Duration::from_secs(l.client_idle_timeout_secs),
         },
-        health_check: f.health_check,
+        health_check: h.enabled.then(|| HealthSettings {
+            interval: Duration::from_secs(h.interval_secs),
+            timeout: Duration::from_secs(h.timeout_secs),
+            unhealthy_threshold: h.unhealthy_threshold,
+            healthy_threshold: h.healthy_threshold,
+            path: h.path.clone(),
+        }),
+        unhealthy_threshold: h.unhealthy_threshold,
         seed: PersistedState {
             version: PersistedState::VERSION,
             domains,

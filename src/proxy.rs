@@ -28,16 +28,24 @@ const NO_BACKEND_BODY: &str = "503 no backend available: every backend of this d
 pub struct VhostProxy {
     table: Arc<RouteTable>,
     limits: Limits,
+    /// Failed attempts in a row that eject a backend until its probe passes again.
+    eject_after: u32,
     in_flight: Arc<AtomicI64>,
     proto: &'static str,
 }
 
 impl VhostProxy {
     /// A proxy routing by `table`, counting requests in flight in `in_flight`.
-    pub fn new(table: Arc<RouteTable>, limits: Limits, in_flight: Arc<AtomicI64>) -> Self {
+    pub fn new(
+        table: Arc<RouteTable>,
+        limits: Limits,
+        eject_after: u32,
+        in_flight: Arc<AtomicI64>,
+    ) -> Self {
         Self {
             table,
             limits,
+            eject_after,
             in_flight,
             proto: "http",
         }
@@ -166,6 +174,7 @@ impl ProxyHttp for VhostProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        self.record_failure(ctx);
         let another = ctx.route.as_ref().is_some_and(|r| {
             r.pool
                 .members()
@@ -176,6 +185,40 @@ impl ProxyHttp for VhostProxy {
             e.set_retry(true);
         }
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if e.esource() == &ErrorSource::Upstream {
+            self.record_failure(ctx);
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // Pingora's default policy: only idempotent requests with an intact body are retried.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = &ctx.backend {
+            b.health.record_passive_success();
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -273,6 +316,16 @@ impl ProxyHttp for VhostProxy {
             client_ip = client_ip.map(tracing::field::display),
             retries = ctx.attempts.saturating_sub(1),
         );
+    }
+}
+
+impl VhostProxy {
+    /// Counts a failed attempt against the current backend; ejects it at the threshold.
+    fn record_failure(&self, ctx: &RequestCtx) {
+        let Some(b) = &ctx.backend else { return };
+        if b.health.record_passive_failure(self.eject_after) {
+            tracing::warn!(backend = &*b.id, addr = %b.addr, "backend ejected after repeated failures on live traffic");
+        }
     }
 }
 

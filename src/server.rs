@@ -83,7 +83,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     if let Some(addr) = cfg.listen_http {
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            VhostProxy::new(Arc::clone(&table), cfg.limits, Arc::clone(&in_flight)),
+            VhostProxy::new(
+                Arc::clone(&table),
+                cfg.limits,
+                cfg.unhealthy_threshold,
+                Arc::clone(&in_flight),
+            ),
             "vhost-http",
         );
         proxy.threads = Some(cfg.threads);
@@ -210,6 +215,7 @@ fn start_control(
     let admin_addr = cfg.admin_addr;
     let token = cfg.admin_token.as_deref().map(Arc::from);
     let max_body = cfg.limits.max_admin_body_bytes;
+    let health = cfg.health_check.clone();
     let bind_patience = if upgrading {
         cfg.grace_period + Duration::from_secs(10)
     } else {
@@ -223,6 +229,7 @@ fn start_control(
                 registry,
                 table,
                 store: Box::new(store) as Box<dyn StateStore>,
+                health,
             },
         )
         .await

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod health;
 pub mod model;
 pub mod registry;
 pub mod snapshot;

@@ -49,6 +49,10 @@ pub struct Effects {
     pub withdraw: Vec<DomainName>,
     /// Domain whose enabled tag changed, if any.
     pub switched: Option<DomainName>,
+    /// Backends whose probe must (re)start: added, or given a new address.
+    pub probe: Vec<BackendId>,
+    /// Backends whose probe must stop: deleted.
+    pub unprobe: Vec<BackendId>,
 }
 
 /// Domains, backends and tags, always mutually consistent.
@@ -188,6 +192,11 @@ impl Registry {
     /// One backend with live health.
     pub fn backend(&self, id: &str) -> Result<BackendView> {
         self.backend_record(id).map(|b| self.view(b))
+    }
+
+    /// Ids and configured addresses of every backend.
+    pub fn backend_addresses(&self) -> impl Iterator<Item = (&BackendId, &str)> + '_ {
+        self.backends.iter().map(|(id, b)| (id, b.address.as_str()))
     }
 
     /// The request-path view of a backend.
@@ -345,7 +354,8 @@ impl Registry {
             weight,
             max_connections: new.max_connections.unwrap_or(0),
         };
-        let effects = self.republish_tags(&record.tags.iter().collect::<Vec<_>>());
+        let mut effects = self.republish_tags(&record.tags.iter().collect::<Vec<_>>());
+        effects.probe.push(id.clone());
         self.upstreams.insert(
             id.clone(),
             Arc::new(UpstreamBackend::new(id.as_str(), addr)),
@@ -377,8 +387,9 @@ impl Registry {
         let dropped: Vec<&Tag> = old.tags.iter().filter(|t| !record.has_tag(t)).collect();
         self.check_not_last(&old, &dropped)?;
         let touched: Vec<&Tag> = old.tags.iter().chain(record.tags.iter()).collect();
-        let effects = self.republish_tags(&touched);
+        let mut effects = self.republish_tags(&touched);
         if let Some(addr) = new_addr {
+            effects.probe.push(record.id.clone());
             self.upstreams.insert(
                 record.id.clone(),
                 Arc::new(UpstreamBackend::new(record.id.as_str(), addr)),
@@ -393,7 +404,8 @@ impl Registry {
         if !force {
             self.check_not_last(&old, &old.tags.iter().collect::<Vec<_>>())?;
         }
-        let effects = self.republish_tags(&old.tags.iter().collect::<Vec<_>>());
+        let mut effects = self.republish_tags(&old.tags.iter().collect::<Vec<_>>());
+        effects.unprobe.push(old.id.clone());
         self.backends.remove(&old.id);
         self.upstreams.remove(&old.id);
         Ok((Reply::Deleted, effects))

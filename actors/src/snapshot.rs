@@ -55,6 +55,8 @@ pub struct BackendHealth {
     consecutive_successes: AtomicU32,
     /// Unix milliseconds of the last probe; 0 when never probed.
     last_check_ms: AtomicI64,
+    /// Failed attempts on real traffic since the last success.
+    passive_failures: AtomicU32,
 }
 
 /// A point-in-time copy of [`BackendHealth`].
@@ -82,8 +84,11 @@ impl BackendHealth {
         self.status.load(Ordering::Relaxed) != 2
     }
 
-    /// Overwrites the whole reading (probe results, restarts).
+    /// Overwrites the whole reading (probe results); a healthy reading forgives passive failures.
     pub fn store(&self, r: HealthReading) {
+        if r.status == HealthStatus::Healthy {
+            self.passive_failures.store(0, Ordering::Relaxed);
+        }
         self.consecutive_failures
             .store(r.consecutive_failures, Ordering::Relaxed);
         self.consecutive_successes
@@ -91,6 +96,27 @@ impl BackendHealth {
         self.last_check_ms
             .store(r.last_check_ms.unwrap_or(0), Ordering::Relaxed);
         self.status.store(r.status.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Counts a failed attempt on real traffic; true when this failure ejected the backend.
+    #[inline]
+    pub fn record_passive_failure(&self, threshold: u32) -> bool {
+        let n = self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= threshold && self.is_routable() {
+            self.consecutive_successes.store(0, Ordering::Relaxed);
+            self.status
+                .store(HealthStatus::Unhealthy.to_u8(), Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Clears the passive failure count after an answer from the backend.
+    #[inline]
+    pub fn record_passive_success(&self) {
+        if self.passive_failures.load(Ordering::Relaxed) != 0 {
+            self.passive_failures.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Reads every field.
@@ -324,6 +350,18 @@ mod tests {
             assert_eq!(&*pool.pick(|_| false).unwrap().id, "b");
         }
         assert!(pool.pick(|x| &*x.id == "b").is_none());
+    }
+
+    #[test]
+    fn passive_failures_eject_at_the_threshold() {
+        let b = backend("a", 1);
+        assert!(!b.health.record_passive_failure(3));
+        b.health.record_passive_success();
+        assert!(!b.health.record_passive_failure(3));
+        assert!(!b.health.record_passive_failure(3));
+        assert!(b.health.record_passive_failure(3));
+        assert_eq!(b.health.status(), HealthStatus::Unhealthy);
+        assert!(!b.health.record_passive_failure(3), "ejected once");
     }
 
     #[test]

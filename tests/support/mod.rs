@@ -297,3 +297,108 @@ pub async fn call(
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+// === origins for health checks ===
+
+/// An origin whose `/health` can be switched between 200 and 500; other paths name it.
+pub struct FlakyOrigin {
+    pub origin: Origin,
+    pub healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyOrigin {
+    /// Starts healthy.
+    pub async fn start(name: &str) -> FlakyOrigin {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), name).await
+    }
+
+    /// Starts healthy on a given address.
+    pub async fn start_on(addr: SocketAddr, name: &str) -> FlakyOrigin {
+        use std::sync::atomic::Ordering;
+        let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (n, h) = (name.to_string(), healthy.clone());
+        let app = axum::Router::new()
+            .route(
+                "/health",
+                axum::routing::get(move || {
+                    let ok = h.load(Ordering::Relaxed);
+                    async move {
+                        if ok {
+                            (axum::http::StatusCode::OK, "ok")
+                        } else {
+                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failing")
+                        }
+                    }
+                }),
+            )
+            .fallback(move || {
+                let n = n.clone();
+                async move { Json(serde_json::json!({ "backend": n })) }
+            });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FlakyOrigin {
+            origin: Origin {
+                name: name.to_string(),
+                addr,
+                task,
+            },
+            healthy,
+        }
+    }
+
+    /// Makes `/health` answer 200 (`true`) or 500.
+    pub fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A listener that accepts connections and never answers.
+pub async fn hanging_origin() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+/// `[health_check]` with a 1 s interval and the given thresholds.
+pub fn fast_health_toml(unhealthy: u32, healthy: u32) -> String {
+    format!(
+        "[health_check]\ninterval_secs = 1\ntimeout_secs = 1\nunhealthy_threshold = {unhealthy}\nhealthy_threshold = {healthy}\npath = \"/health\"\n\n"
+    )
+}
+
+/// Polls `GET /backends/{id}` until its health status is `want`; returns the Backend JSON.
+pub async fn wait_for_health(
+    p: &Proxy,
+    id: &str,
+    want: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, b) = call(
+            reqwest::Method::GET,
+            &p.api(&format!("/backends/{id}")),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{b}");
+        if b["health"]["status"] == want {
+            return b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend {id} not {want} within {within:?}: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,12 +1,14 @@
-//! The RegistryActor: owns the [`Registry`], persists every change, and is the only writer of
-//! the published [`RouteTable`].
+//! The RegistryActor: owns the [`Registry`], persists every change, is the only writer of the
+//! published [`RouteTable`], and supervises one HealthProbeActor per backend.
 
 use super::{Registry, RegistryError};
 use crate::command::{BackendView, Command, Reply};
-use crate::model::DomainRecord;
-use crate::snapshot::RouteTable;
+use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMsg};
+use crate::model::{BackendId, DomainRecord};
+use crate::snapshot::{HealthStatus, RouteTable, UpstreamBackend};
 use crate::store::StateStore;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Messages the RegistryActor handles.
@@ -21,6 +23,26 @@ pub enum RegistryMsg {
     ListBackends(RpcReplyPort<Vec<BackendView>>),
     /// One backend with health.
     GetBackend(String, RpcReplyPort<Result<BackendView, RegistryError>>),
+    /// A probe's outcome for `target` (ignored when the backend was deleted or re-addressed).
+    ProbeResult {
+        /// The probed backend, as the probe knew it.
+        target: Arc<UpstreamBackend>,
+        /// Success, or why it failed.
+        result: Result<(), String>,
+    },
+    /// Supervision counters.
+    Supervision(RpcReplyPort<SupervisionReport>),
+    /// Makes a backend's probe panic (tests of supervision).
+    CrashProbe(String, RpcReplyPort<bool>),
+}
+
+/// What the supervisor has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SupervisionReport {
+    /// Probes running now.
+    pub probes: usize,
+    /// Probes restarted after a crash.
+    pub probe_restarts: u64,
 }
 
 /// What the RegistryActor starts from.
@@ -31,6 +53,8 @@ pub struct RegistryArgs {
     pub table: Arc<RouteTable>,
     /// Where changes are persisted.
     pub store: Box<dyn StateStore>,
+    /// Active health checks; `None` turns them off.
+    pub health: Option<HealthSettings>,
 }
 
 /// The RegistryActor's state.
@@ -38,9 +62,13 @@ pub struct RegistryState {
     registry: Registry,
     table: Arc<RouteTable>,
     store: Box<dyn StateStore>,
+    health: Option<Arc<HealthSettings>>,
+    probes: HashMap<BackendId, ActorRef<ProbeMsg>>,
+    probe_owner: HashMap<ActorId, BackendId>,
+    probe_restarts: u64,
 }
 
-/// Owner of domains, backends and tags.
+/// Owner of domains, backends and tags; supervisor of the probes.
 pub struct RegistryActor;
 
 impl Actor for RegistryActor {
@@ -57,18 +85,38 @@ impl Actor for RegistryActor {
             registry: args.registry,
             table: args.table,
             store: args.store,
+            health: args.health.map(Arc::new),
+            probes: HashMap::new(),
+            probe_owner: HashMap::new(),
+            probe_restarts: 0,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        let ids: Vec<BackendId> = state
+            .registry
+            .backend_addresses()
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            state.start_probe(&myself, &id).await;
+        }
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: RegistryMsg,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Apply(cmd, reply) => {
-                let _ = reply.send(state.apply(cmd));
+                let _ = reply.send(state.apply(&myself, cmd).await);
             }
             RegistryMsg::ListDomains(reply) => {
                 let _ = reply.send(state.registry.domains().cloned().collect());
@@ -82,14 +130,66 @@ impl Actor for RegistryActor {
             RegistryMsg::GetBackend(id, reply) => {
                 let _ = reply.send(state.registry.backend(&id));
             }
+            RegistryMsg::ProbeResult { target, result } => state.record_probe(&target, result),
+            RegistryMsg::Supervision(reply) => {
+                let _ = reply.send(SupervisionReport {
+                    probes: state.probes.len(),
+                    probe_restarts: state.probe_restarts,
+                });
+            }
+            RegistryMsg::CrashProbe(id, reply) => {
+                let probe = BackendId::parse(&id)
+                    .ok()
+                    .and_then(|id| state.probes.get(&id));
+                let sent = probe.is_some_and(|p| p.send_message(ProbeMsg::Crash).is_ok());
+                let _ = reply.send(sent);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(id) = state.probe_owner.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                state.probes.remove(&id);
+                state.probe_restarts += 1;
+                tracing::warn!(backend = %id, error = %err, restarts = state.probe_restarts,
+                    "health probe crashed; restarting it");
+                state.start_probe(&myself, &id).await;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(id) = state.probe_owner.remove(&cell.get_id()) {
+                    if state
+                        .probes
+                        .get(&id)
+                        .is_some_and(|p| p.get_id() == cell.get_id())
+                    {
+                        state.probes.remove(&id);
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
 impl RegistryState {
-    /// Validates on a copy, persists the copy, then makes it current and publishes.
-    fn apply(&mut self, cmd: Command) -> Result<Reply, RegistryError> {
+    /// Validates on a copy, persists the copy, then makes it current, publishes, and adjusts
+    /// the probes.
+    async fn apply(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        cmd: Command,
+    ) -> Result<Reply, RegistryError> {
         let mut next = self.registry.clone();
         let (reply, effects) = next.apply(cmd)?;
         self.store
@@ -98,8 +198,76 @@ impl RegistryState {
         self.registry = next;
         self.registry.publish(&effects, &self.table);
         if let Some(d) = &effects.switched {
-            tracing::info!(domain = %d, tag = %self.registry.domains[d].enabled_backends_tag, "tag switched");
+            let tag = &self.registry.domains[d].enabled_backends_tag;
+            tracing::info!(domain = %d, tag = %tag, "tag switched");
+        }
+        for id in &effects.unprobe {
+            self.stop_probe(id);
+        }
+        for id in &effects.probe {
+            self.stop_probe(id);
+            self.start_probe(myself, id).await;
         }
         Ok(reply)
+    }
+
+    async fn start_probe(&mut self, myself: &ActorRef<RegistryMsg>, id: &BackendId) {
+        let Some(settings) = &self.health else {
+            return;
+        };
+        let (Some(target), Some(host)) = (
+            self.registry.upstream(id).cloned(),
+            self.registry
+                .backend_addresses()
+                .find(|(b, _)| *b == id)
+                .map(|(_, a)| a.to_string()),
+        ) else {
+            return;
+        };
+        let args = ProbeArgs {
+            target,
+            host,
+            settings: Arc::clone(settings),
+            registry: myself.clone(),
+        };
+        match Actor::spawn_linked(None, HealthProbeActor, args, myself.get_cell()).await {
+            Ok((probe, _)) => {
+                self.probe_owner.insert(probe.get_id(), id.clone());
+                self.probes.insert(id.clone(), probe);
+            }
+            Err(e) => tracing::error!(backend = %id, error = %e, "cannot start health probe"),
+        }
+    }
+
+    fn stop_probe(&mut self, id: &BackendId) {
+        if let Some(p) = self.probes.remove(id) {
+            p.stop(None);
+        }
+    }
+
+    fn record_probe(&mut self, target: &Arc<UpstreamBackend>, result: Result<(), String>) {
+        let (Some(settings), Some(current)) = (
+            &self.health,
+            self.registry
+                .upstream(&BackendId::parse(&target.id).expect("probe ids are valid")),
+        ) else {
+            return;
+        };
+        if !Arc::ptr_eq(current, target) {
+            return; // A result for an address the backend no longer has.
+        }
+        let change = settings.record(&target.health, result.is_ok(), now_ms());
+        match (change, &result) {
+            (Some((_, HealthStatus::Unhealthy)), Err(e)) => {
+                tracing::warn!(backend = %target.id, addr = %target.addr, error = %e, "backend unhealthy");
+            }
+            (Some((_, to)), _) => {
+                tracing::info!(backend = %target.id, addr = %target.addr, status = to.as_str(), "backend health changed");
+            }
+            (None, Err(e)) => {
+                tracing::debug!(backend = %target.id, error = %e, "health probe failed");
+            }
+            (None, Ok(())) => {}
+        }
     }
 }

@@ -242,3 +242,29 @@ fn from_state_lists_every_problem() {
     let errs = Registry::from_state(state).unwrap_err();
     assert_eq!(errs.len(), 4, "{errs:?}");
 }
+
+#[test]
+fn backend_changes_start_and_stop_probes() {
+    let mut r = seeded();
+    let (_, fx) = r.apply(backend("n1", 3009, &["a"])).unwrap();
+    assert_eq!(fx.probe, vec![BackendId::parse("n1").unwrap()]);
+    let patch = BackendPatch {
+        weight: Some(2),
+        ..Default::default()
+    };
+    let (_, fx) = r.apply(Command::UpdateBackend("n1".into(), patch)).unwrap();
+    assert!(fx.probe.is_empty(), "same address: the probe keeps running");
+    let patch = BackendPatch {
+        address: Some("127.0.0.1:3010".into()),
+        ..Default::default()
+    };
+    let (_, fx) = r.apply(Command::UpdateBackend("n1".into(), patch)).unwrap();
+    assert_eq!(fx.probe.len(), 1, "a new address gets a new probe");
+    let (_, fx) = r
+        .apply(Command::DeleteBackend {
+            id: "n1".into(),
+            force: false,
+        })
+        .unwrap();
+    assert_eq!(fx.unprobe, vec![BackendId::parse("n1").unwrap()]);
+}
