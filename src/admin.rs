@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use vhost_actors::command::{
     BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
 };
+use vhost_actors::metrics::{MetricsMsg, Stats, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use vhost_actors::model::DomainRecord;
 use vhost_actors::registry::actor::RegistryMsg;
 
@@ -30,6 +31,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AdminState {
     /// The registry owner.
     pub registry: ActorRef<RegistryMsg>,
+    /// The metrics owner.
+    pub metrics: ActorRef<MetricsMsg>,
     /// Bearer token required on every endpoint but health.
     pub token: Option<Arc<str>>,
     /// Process start, for uptime.
@@ -46,6 +49,8 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
         )
         .route("/domains/{domain}/switch", post(switch_domain))
         .route("/backends", get(list_backends).post(add_backend))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics_text))
         .route(
             "/backends/{id}",
             get(get_backend).put(update_backend).delete(delete_backend),
@@ -63,6 +68,19 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// The Prometheus endpoint: `/metrics` and `/api/v1/metrics`, no token.
+pub fn metrics_app(metrics: ActorRef<MetricsMsg>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/api/v1/metrics", get(render_metrics))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(m): State<ActorRef<MetricsMsg>>) -> Result<Response, ApiError> {
+    let text = call_actor(&m, MetricsMsg::Render).await?;
+    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
 
 async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
@@ -93,15 +111,22 @@ async fn ask<T: Send + 'static>(
     state: &AdminState,
     msg: impl FnOnce(RpcReplyPort<T>) -> RegistryMsg,
 ) -> Result<T, ApiError> {
-    match state.registry.call(msg, Some(CALL_TIMEOUT)).await {
+    call_actor(&state.registry, msg).await
+}
+
+async fn call_actor<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, ApiError> {
+    match actor.call(msg, Some(CALL_TIMEOUT)).await {
         Ok(CallResult::Success(v)) => Ok(v),
         Ok(CallResult::Timeout) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the registry did not answer in time",
+            "the control plane did not answer in time",
         )),
         Ok(CallResult::SenderError) | Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the registry is not running",
+            "the control plane is not running",
         )),
     }
 }
@@ -141,6 +166,14 @@ async fn health(State(state): State<AdminState>) -> Result<Json<serde_json::Valu
         "health_probes": supervision.probes,
         "probe_restarts": supervision.probe_restarts,
     })))
+}
+
+async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(call_actor(&s.metrics, MetricsMsg::Stats).await?))
+}
+
+async fn metrics_text(State(s): State<AdminState>) -> Result<Response, ApiError> {
+    render_metrics(State(s.metrics)).await
 }
 
 async fn list_domains(State(s): State<AdminState>) -> Result<Json<Vec<DomainRecord>>, ApiError> {

@@ -321,6 +321,8 @@ pub struct Config {
     pub listen_http: Option<SocketAddr>,
     /// Admin API listener.
     pub admin_addr: SocketAddr,
+    /// Prometheus listener (`/metrics`), when `[metrics]` is present and enabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// Proxy worker threads.
     pub threads: usize,
     /// Bearer token for the admin API.
@@ -504,12 +506,10 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     }
 
     // [metrics]
-    if let Some(m) = &f.metrics {
-        addr("metrics.listen_addr", &m.listen_addr, &mut errs);
-        if m.enabled {
-            later.push("metrics: the Prometheus endpoint is not supported yet".into());
-        }
-    }
+    let metrics_addr = match &f.metrics {
+        Some(m) => addr("metrics.listen_addr", &m.listen_addr, &mut errs).filter(|_| m.enabled),
+        None => None,
+    };
 
     // [health_check]
     let h = &f.health_check;
@@ -638,6 +638,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     Ok(Config {
         listen_http,
         admin_addr: admin_addr.expect("validated"),
+        metrics_addr,
         threads: p.threads,
         admin_token,
         grace_period: Duration::from_secs(p.grace_period_secs),

@@ -16,6 +16,7 @@ use pingora::proxy::FailToProxy;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
 use vhost_actors::snapshot::{Route, RouteTable, UpstreamBackend};
 
 /// Connect attempts per request: the first plus at most two retries.
@@ -30,6 +31,8 @@ pub struct VhostProxy {
     limits: Limits,
     /// Failed attempts in a row that eject a backend until its probe passes again.
     eject_after: u32,
+    /// Where requests for unknown hosts are counted.
+    unknown: Arc<RouteMetrics>,
     in_flight: Arc<AtomicI64>,
     proto: &'static str,
 }
@@ -40,12 +43,14 @@ impl VhostProxy {
         table: Arc<RouteTable>,
         limits: Limits,
         eject_after: u32,
+        unknown: Arc<RouteMetrics>,
         in_flight: Arc<AtomicI64>,
     ) -> Self {
         Self {
             table,
             limits,
             eject_after,
+            unknown,
             in_flight,
             proto: "http",
         }
@@ -67,6 +72,9 @@ pub struct RequestCtx {
     backend: Option<Arc<UpstreamBackend>>,
     tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
     attempts: usize,
+    /// A backend sent a response header.
+    from_backend: bool,
+    request_id: Option<String>,
     body_bytes: u64,
     start: Instant,
     _in_flight: InFlight,
@@ -92,6 +100,8 @@ impl ProxyHttp for VhostProxy {
             backend: None,
             tried: Default::default(),
             attempts: 0,
+            from_backend: false,
+            request_id: None,
             body_bytes: 0,
             start: Instant::now(),
             _in_flight: InFlight(Arc::clone(&self.in_flight)),
@@ -159,6 +169,9 @@ impl ProxyHttp for VhostProxy {
         peer.options.connection_timeout = Some(self.limits.upstream_connect_timeout);
         peer.options.read_timeout = Some(self.limits.upstream_read_timeout);
         peer.options.idle_timeout = Some(self.limits.client_idle_timeout);
+        if ctx.attempts > 0 {
+            route.metrics.record_retry();
+        }
         if ctx.attempts < MAX_ATTEMPTS {
             ctx.tried[ctx.attempts] = Some(Arc::clone(&backend));
             ctx.attempts += 1;
@@ -218,6 +231,7 @@ impl ProxyHttp for VhostProxy {
         if let Some(b) = &ctx.backend {
             b.health.record_passive_success();
         }
+        ctx.from_backend = true;
         Ok(())
     }
 
@@ -225,8 +239,20 @@ impl ProxyHttp for VhostProxy {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        match upstream
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(id) => ctx.request_id = Some(id.to_string()),
+            None => {
+                let id = new_request_id();
+                upstream.insert_header("x-request-id", &id)?;
+                ctx.request_id = Some(id);
+            }
+        }
         // Absolute-form targets (Pingora has checked them against Host) go upstream in
         // origin form.
         if is_absolute_form(upstream.raw_path()) {
@@ -294,25 +320,38 @@ impl ProxyHttp for VhostProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let route = ctx.route.as_deref();
+        route
+            .map_or(&self.unknown, |r| &r.metrics)
+            .record(status, ctx.from_backend, elapsed);
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;
         }
         let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.as_deref();
+        let request_id = match ctx.request_id.take() {
+            Some(id) => id,
+            None => req
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(new_request_id, str::to_string),
+        };
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         tracing::info!(
             target: "access",
-            domain = route.map_or("_unknown", |r| r.domain.as_str()),
+            request_id,
+            domain = route.map_or(UNKNOWN, |r| r.domain.as_str()),
             tag = route.map_or("-", |r| r.tag.as_str()),
             backend = ctx.backend.as_deref().map_or("-", |b| &*b.id),
             method = req.method.as_str(),
             path = req.uri.path(),
             status,
-            duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             client_ip = client_ip.map(tracing::field::display),
             retries = ctx.attempts.saturating_sub(1),
         );
@@ -324,9 +363,25 @@ impl VhostProxy {
     fn record_failure(&self, ctx: &RequestCtx) {
         let Some(b) = &ctx.backend else { return };
         if b.health.record_passive_failure(self.eject_after) {
-            tracing::warn!(backend = &*b.id, addr = %b.addr, "backend ejected after repeated failures on live traffic");
+            tracing::warn!(
+                backend = &*b.id,
+                addr = %b.addr,
+                "backend ejected after repeated failures on live traffic"
+            );
         }
     }
+}
+
+/// A process-unique request id: a random-per-start prefix and a counter, as 16 hex digits.
+fn new_request_id() -> String {
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        std::sync::atomic::AtomicU64::new(seed.rotate_left(24) ^ u64::from(std::process::id()))
+    });
+    format!("{:016x}", next.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The request's host: the authority of an absolute-form target, else the `Host` header.

@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vhost_actors::metrics::{Metrics, MetricsActor, MetricsArgs};
 use vhost_actors::registry::actor::{RegistryActor, RegistryArgs};
 use vhost_actors::registry::Registry;
 use vhost_actors::snapshot::RouteTable;
@@ -68,14 +69,19 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     }
 
     let table = Arc::new(RouteTable::new());
-    registry.publish_all(&table);
+    let metrics = Metrics::new();
+    registry.publish_all(&table, &metrics);
     let in_flight = Arc::new(AtomicI64::new(0));
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let control = start_control(
         &cfg,
-        registry,
-        Arc::clone(&table),
-        store,
+        Shared {
+            registry,
+            table: Arc::clone(&table),
+            metrics: Arc::clone(&metrics),
+            in_flight: Arc::clone(&in_flight),
+            store,
+        },
         admin_stopped,
         opts.upgrade,
     )?;
@@ -87,6 +93,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
                 Arc::clone(&table),
                 cfg.limits,
                 cfg.unhealthy_threshold,
+                metrics.unknown_host(),
                 Arc::clone(&in_flight),
             ),
             "vhost-http",
@@ -155,6 +162,9 @@ fn check_bindable(cfg: &Config) -> Result<(), Vec<String>> {
     if let Some(a) = cfg.listen_http {
         addrs.push(("proxy.listen_addr_http", a));
     }
+    if let Some(a) = cfg.metrics_addr {
+        addrs.push(("metrics.listen_addr", a));
+    }
     for (key, addr) in addrs {
         if let Err(e) = TcpListener::bind(addr) {
             errs.push(format!("{key}: cannot listen on {addr}: {e}"));
@@ -198,14 +208,29 @@ struct Control {
     _runtime: tokio::runtime::Runtime,
 }
 
-fn start_control(
-    cfg: &Config,
+/// What the control plane shares with the request path.
+struct Shared {
     registry: Registry,
     table: Arc<RouteTable>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicI64>,
     store: JsonFileStore,
+}
+
+fn start_control(
+    cfg: &Config,
+    shared: Shared,
     mut admin_stopped: tokio::sync::watch::Receiver<bool>,
     upgrading: bool,
 ) -> Result<Control, Vec<String>> {
+    let Shared {
+        registry,
+        table,
+        metrics,
+        in_flight,
+        store,
+    } = shared;
+    let metrics_addr = cfg.metrics_addr;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("vhost-control")
@@ -222,6 +247,16 @@ fn start_control(
         Duration::ZERO
     };
     runtime.block_on(async move {
+        let (metrics_ref, _) = Actor::spawn(
+            Some("metrics".into()),
+            MetricsActor,
+            MetricsArgs {
+                metrics: Arc::clone(&metrics),
+                in_flight,
+            },
+        )
+        .await
+        .map_err(|e| vec![format!("cannot start the metrics actor: {e}")])?;
         let (registry_ref, _) = Actor::spawn(
             Some("registry".into()),
             RegistryActor,
@@ -230,6 +265,7 @@ fn start_control(
                 table,
                 store: Box::new(store) as Box<dyn StateStore>,
                 health,
+                metrics,
             },
         )
         .await
@@ -241,9 +277,21 @@ fn start_control(
                     "proxy.management_api_addr: cannot listen on {admin_addr}: {e}"
                 )]
             })?;
+        if let Some(addr) = metrics_addr {
+            let listener = bind_with_patience(addr, bind_patience)
+                .await
+                .map_err(|e| vec![format!("metrics.listen_addr: cannot listen on {addr}: {e}")])?;
+            let app = admin::metrics_app(metrics_ref.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("metrics endpoint stopped: {e}");
+                }
+            });
+        }
         let app = admin::app(
             AdminState {
                 registry: registry_ref,
+                metrics: metrics_ref,
                 token,
                 started: Instant::now(),
             },

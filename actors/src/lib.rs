@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod snapshot;

@@ -8,6 +8,7 @@ mod tests;
 use crate::command::{
     BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
 };
+use crate::metrics::{BackendGauge, Metrics};
 use crate::model::{
     check_tags, check_weight, resolve_address, BackendId, BackendRecord, DomainName, DomainRecord,
     LbPolicy, Tag,
@@ -53,6 +54,8 @@ pub struct Effects {
     pub probe: Vec<BackendId>,
     /// Backends whose probe must stop: deleted.
     pub unprobe: Vec<BackendId>,
+    /// A backend was added, changed or removed.
+    pub backends_changed: bool,
 }
 
 /// Domains, backends and tags, always mutually consistent.
@@ -119,30 +122,50 @@ impl Registry {
     }
 
     /// Publishes every domain's route into an empty or stale table.
-    pub fn publish_all(&self, table: &RouteTable) {
+    pub fn publish_all(&self, table: &RouteTable, metrics: &Metrics) {
         let mut pools = HashMap::new();
         for d in self.domains.values() {
-            table.publish(self.build_route(d, &mut pools));
+            table.publish(self.build_route(d, &mut pools, metrics));
         }
+        metrics.set_backends(self.backend_gauges());
     }
 
     /// Publishes what a command changed.
-    pub fn publish(&self, effects: &Effects, table: &RouteTable) {
+    pub fn publish(&self, effects: &Effects, table: &RouteTable, metrics: &Metrics) {
         for d in &effects.withdraw {
             table.withdraw(d);
+            metrics.forget_domain(d.as_str());
         }
         let mut pools = HashMap::new();
         for name in &effects.republish {
             if let Some(d) = self.domains.get(name) {
-                table.publish(self.build_route(d, &mut pools));
+                table.publish(self.build_route(d, &mut pools, metrics));
             }
         }
+        if let Some(d) = &effects.switched {
+            metrics.record_switch(d.as_str());
+        }
+        if effects.backends_changed {
+            metrics.set_backends(self.backend_gauges());
+        }
+    }
+
+    fn backend_gauges(&self) -> Vec<BackendGauge> {
+        self.backends
+            .values()
+            .map(|b| BackendGauge {
+                id: b.id.to_string(),
+                tags: b.tags.iter().map(|t| t.to_string()).collect(),
+                upstream: Arc::clone(&self.upstreams[&b.id]),
+            })
+            .collect()
     }
 
     fn build_route(
         &self,
         d: &DomainRecord,
         pools: &mut HashMap<Tag, Arc<BackendPool>>,
+        metrics: &Metrics,
     ) -> Arc<Route> {
         let pool = pools
             .entry(d.enabled_backends_tag.clone())
@@ -154,6 +177,7 @@ impl Registry {
             pool,
             http_to_https: d.http_to_https,
             lb_policy: d.lb_policy,
+            metrics: metrics.route(d.domain.as_str(), d.enabled_backends_tag.as_str()),
         })
     }
 
@@ -255,9 +279,13 @@ impl Registry {
                 Ok((Reply::Deleted, effects))
             }
             Command::SwitchTag(name, req) => self.switch(&name, req),
-            Command::AddBackend(new) => self.add_backend(new),
-            Command::UpdateBackend(id, patch) => self.update_backend(&id, patch),
-            Command::DeleteBackend { id, force } => self.delete_backend(&id, force),
+            Command::AddBackend(new) => self.add_backend(new).map(backends_changed),
+            Command::UpdateBackend(id, patch) => {
+                self.update_backend(&id, patch).map(backends_changed)
+            }
+            Command::DeleteBackend { id, force } => {
+                self.delete_backend(&id, force).map(backends_changed)
+            }
         }
     }
 
@@ -448,6 +476,11 @@ impl Registry {
             ..Effects::default()
         }
     }
+}
+
+fn backends_changed((reply, mut effects): (Reply, Effects)) -> (Reply, Effects) {
+    effects.backends_changed = true;
+    (reply, effects)
 }
 
 fn republish_one(domain: DomainName) -> Effects {

@@ -1,6 +1,7 @@
 //! What the request path reads: a lock-free map of domain -> `Arc<Route>`, published by the
 //! RegistryActor, plus per-backend atomics the request path and probes update in place.
 
+use crate::metrics::RouteMetrics;
 use crate::model::{DomainName, LbPolicy, Tag};
 use dashmap::DashMap;
 use std::net::SocketAddr;
@@ -255,6 +256,8 @@ pub struct Route {
     pub http_to_https: bool,
     /// Backend choice policy.
     pub lb_policy: LbPolicy,
+    /// Pre-resolved metric handles for (domain, tag).
+    pub metrics: Arc<RouteMetrics>,
 }
 
 // === impl RouteTable ===
@@ -375,6 +378,7 @@ mod tests {
                 pool: pool(),
                 http_to_https: false,
                 lb_policy: LbPolicy::RoundRobin,
+                metrics: crate::metrics::Metrics::new().route(d, "a"),
             }));
         }
         assert_eq!(

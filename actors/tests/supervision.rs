@@ -56,6 +56,7 @@ async fn crashed_probe_is_restarted_and_probing_resumes() {
                 healthy_threshold: 1,
                 path: "/health".into(),
             }),
+            metrics: vhost_actors::metrics::Metrics::new(),
         },
     )
     .await

@@ -111,5 +111,7 @@ fn later_sections_parse_and_validate() {
         "{MINIMAL}\n[lets_encrypt]\nemail = \"a@b.c\"\ncache_dir = \"/tmp/x\"\n\n[metrics]\nlisten_addr = \"127.0.0.1:9090\"\n"
     );
     let c = parse(&ok).unwrap();
-    assert_eq!(c.not_yet_supported.len(), 2, "{:?}", c.not_yet_supported);
+    assert_eq!(c.not_yet_supported.len(), 1, "{:?}", c.not_yet_supported);
+    assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(parse(MINIMAL).unwrap().metrics_addr, None);
 }

@@ -4,6 +4,7 @@
 use super::{Registry, RegistryError};
 use crate::command::{BackendView, Command, Reply};
 use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMsg};
+use crate::metrics::Metrics;
 use crate::model::{BackendId, DomainRecord};
 use crate::snapshot::{HealthStatus, RouteTable, UpstreamBackend};
 use crate::store::StateStore;
@@ -55,6 +56,8 @@ pub struct RegistryArgs {
     pub store: Box<dyn StateStore>,
     /// Active health checks; `None` turns them off.
     pub health: Option<HealthSettings>,
+    /// Metric families (route handles are resolved at publish time).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The RegistryActor's state.
@@ -63,6 +66,7 @@ pub struct RegistryState {
     table: Arc<RouteTable>,
     store: Box<dyn StateStore>,
     health: Option<Arc<HealthSettings>>,
+    metrics: Arc<Metrics>,
     probes: HashMap<BackendId, ActorRef<ProbeMsg>>,
     probe_owner: HashMap<ActorId, BackendId>,
     probe_restarts: u64,
@@ -86,6 +90,7 @@ impl Actor for RegistryActor {
             table: args.table,
             store: args.store,
             health: args.health.map(Arc::new),
+            metrics: args.metrics,
             probes: HashMap::new(),
             probe_owner: HashMap::new(),
             probe_restarts: 0,
@@ -196,7 +201,7 @@ impl RegistryState {
             .save(&next.state())
             .map_err(|e| RegistryError::Persist(e.to_string()))?;
         self.registry = next;
-        self.registry.publish(&effects, &self.table);
+        self.registry.publish(&effects, &self.table, &self.metrics);
         if let Some(d) = &effects.switched {
             let tag = &self.registry.domains[d].enabled_backends_tag;
             tracing::info!(domain = %d, tag = %tag, "tag switched");
@@ -257,6 +262,7 @@ impl RegistryState {
             return; // A result for an address the backend no longer has.
         }
         let change = settings.record(&target.health, result.is_ok(), now_ms());
+        self.metrics.record_health_check(&target.id, result.is_ok());
         match (change, &result) {
             (Some((_, HealthStatus::Unhealthy)), Err(e)) => {
                 tracing::warn!(backend = %target.id, addr = %target.addr, error = %e, "backend unhealthy");

@@ -211,13 +211,14 @@ fn invalid_backends_are_rejected() {
 fn publish_makes_routes_visible_and_switch_swaps_pool() {
     let mut r = seeded();
     let table = RouteTable::new();
-    r.publish_all(&table);
+    let m = crate::metrics::Metrics::new();
+    r.publish_all(&table, &m);
     let route = table.lookup("app.example.com").unwrap();
     assert_eq!(route.pool.members().len(), 2);
     let (_, fx) = r
         .apply(switch("app.example.com", Some("b"), false))
         .unwrap();
-    r.publish(&fx, &table);
+    r.publish(&fx, &table, &m);
     let after = table.lookup("app.example.com").unwrap();
     assert_eq!(after.tag.as_str(), "b");
     assert_eq!(&*after.pool.members()[0].id, "b1");
@@ -229,7 +230,7 @@ fn publish_makes_routes_visible_and_switch_swaps_pool() {
     let (_, fx) = r
         .apply(Command::DeleteDomain("app.example.com".into()))
         .unwrap();
-    r.publish(&fx, &table);
+    r.publish(&fx, &table, &m);
     assert!(table.lookup("app.example.com").is_none());
 }
 
