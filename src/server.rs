@@ -181,6 +181,10 @@ fn daemonize(cfg: &Config) -> Result<(), Vec<String>> {
     let cwd = std::env::current_dir()
         .map_err(|e| vec![format!("cannot read the working directory: {e}")])?;
     let pid_file = cfg.state_path.with_extension("pid");
+    if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| vec![format!("cannot create {}: {e}", dir.display())])?;
+    }
     daemonize::Daemonize::new()
         .working_directory(cwd)
         .pid_file(pid_file)

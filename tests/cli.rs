@@ -136,3 +136,47 @@ fn admin_api_on_a_public_address_needs_a_token() {
     let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn daemon_detaches_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let text = config_text(
+        http,
+        admin,
+        &format!(
+            "[logging]\noutput = \"file\"\nfile_path = \"logs\"\n\n{}{}",
+            backend_toml("a1", origin.local_addr().unwrap(), &["a"]),
+            vhost_toml("app.test", "a")
+        ),
+    );
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run_in(dir.path(), &["run", "--config", "c.toml", "--daemon"]);
+    assert_eq!(code, 0, "the parent returns at once: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let pid_file = dir.path().join("state/state.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let ready = std::net::TcpStream::connect(admin).is_ok();
+        if ready && !pid.trim().is_empty() {
+            break pid.trim().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "daemon not serving");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .status()
+        .unwrap()
+        .success();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(alive, "the daemon runs as pid {pid}");
+    assert!(
+        dir.path().join("logs").is_dir(),
+        "logs go to files when detached"
+    );
+}
