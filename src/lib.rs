@@ -8,3 +8,4 @@ pub mod demo;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,625 @@
+//! ACME (RFC 8555) over HTTP-01 with instant-acme: the settings, the shared [`AcmeIssuer`] that
+//! holds the account and runs orders, the order counters, and ARI renewal windows.
+
+use super::cache::write_private_file;
+use super::challenges::{AcmeChallenges, PublishedTokens};
+use super::material::{CertError, CertMaterial};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, CertificateIdentifier,
+    ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+
+/// `[lets_encrypt]` as the cert actors use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// Contact address for the account; empty for none.
+    pub email: String,
+    /// The ACME directory.
+    pub directory_url: String,
+    /// Extra trust root(s), PEM, for the directory's HTTPS certificate (test CAs).
+    pub ca_root_pem: Option<Vec<u8>>,
+    /// Account credentials, certificates and keys (files 0600).
+    pub cache_dir: PathBuf,
+    /// Renew this long before expiry (at most half the certificate's lifetime), unless the
+    /// directory suggests a window (ARI).
+    pub renew_before: Duration,
+    /// First retry delay after a failed order; doubles per failure up to `retry_max`.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Longest time one order may take, from new-order to downloaded chain.
+    pub order_timeout: Duration,
+}
+
+impl AcmeSettings {
+    /// Settings with the defaults: renew 30 days before expiry, retries from 5 s doubling up to
+    /// 1 h, orders given 2 min.
+    pub fn new(
+        email: impl Into<String>,
+        directory_url: impl Into<String>,
+        cache_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            email: email.into(),
+            directory_url: directory_url.into(),
+            ca_root_pem: None,
+            cache_dir: cache_dir.into(),
+            renew_before: Duration::from_secs(30 * 86_400),
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(3600),
+            order_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// When `cert` should be renewed by the `renew_before` rule: `renew_before` before expiry,
+    /// but never more than half its lifetime before (short-lived certificates, or a
+    /// `renew_before` longer than the lifetime, would otherwise renew in a loop).
+    pub fn renew_at(&self, cert: &CertMaterial) -> SystemTime {
+        let lifetime =
+            Duration::from_secs(cert.not_after().saturating_sub(cert.not_before()).max(0) as u64);
+        let before = self.renew_before.min(lifetime / 2);
+        let not_after = UNIX_EPOCH + Duration::from_secs(cert.not_after().max(0) as u64);
+        not_after.checked_sub(before).unwrap_or(UNIX_EPOCH)
+    }
+
+    /// The delay before retry number `failures` (1 for the first): `retry_base` doubled per
+    /// earlier failure, at most `retry_max`.
+    pub fn retry_delay(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        self.retry_base
+            .saturating_mul(factor)
+            .min(self.retry_max.max(self.retry_base))
+    }
+}
+
+/// Orders that ended in a certificate, and orders that failed; shared with the metrics.
+#[derive(Debug, Default)]
+pub struct AcmeCounters {
+    /// Orders that gave a certificate.
+    pub success: AtomicU64,
+    /// Orders that failed (any step, the account included).
+    pub failure: AtomicU64,
+}
+
+impl AcmeCounters {
+    /// `(success, failure)` now.
+    pub fn read(&self) -> (u64, u64) {
+        (
+            self.success.load(Ordering::Relaxed),
+            self.failure.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A renewal window suggested by the directory (ARI, RFC 9773).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenewalWindow {
+    /// Renew no earlier than this.
+    pub start: SystemTime,
+    /// Renew before this.
+    pub end: SystemTime,
+    /// Ask again after this long.
+    pub recheck_after: Duration,
+}
+
+/// Why an order (or a step of it) failed. The text is what `last_error` shows.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The HTTP client for the directory could not be set up.
+    #[error("ACME client setup: {0}")]
+    Client(String),
+    /// The account could not be loaded, created or stored.
+    #[error("ACME account: {0}")]
+    Account(String),
+    /// The directory refused the new order.
+    #[error("new order for {domain}: {error}")]
+    NewOrder {
+        /// The domain.
+        domain: String,
+        /// What the directory said.
+        error: instant_acme::Error,
+    },
+    /// An authorization could not be read or is in a state that cannot be completed.
+    #[error("authorization for {domain}: {detail}")]
+    Authorization {
+        /// The domain.
+        domain: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The directory offered no HTTP-01 challenge.
+    #[error("no http-01 challenge offered for {0}")]
+    NoHttp01(String),
+    /// The challenge failed: the directory could not validate the domain.
+    #[error("challenge for {domain} failed: {detail}")]
+    Challenge {
+        /// The domain.
+        domain: String,
+        /// The directory's problem documents.
+        detail: String,
+    },
+    /// Key or CSR generation failed.
+    #[error("key or CSR generation for {domain}: {detail}")]
+    Csr {
+        /// The domain.
+        domain: String,
+        /// What rcgen said.
+        detail: String,
+    },
+    /// Finalizing the order failed.
+    #[error("finalize order for {domain}: {error}")]
+    Finalize {
+        /// The domain.
+        domain: String,
+        /// What the directory said.
+        error: instant_acme::Error,
+    },
+    /// Downloading the certificate failed.
+    #[error("certificate download for {domain}: {error}")]
+    Download {
+        /// The domain.
+        domain: String,
+        /// What the directory said.
+        error: instant_acme::Error,
+    },
+    /// The issued chain is unusable.
+    #[error("issued certificate: {0}")]
+    Material(#[from] CertError),
+    /// Wildcards need DNS-01, which is not supported.
+    #[error("{0}: a wildcard needs DNS-01 validation; HTTP-01 cannot obtain it (give it as a [[certificates]] entry)")]
+    Wildcard(String),
+    /// The order took longer than `order_timeout`.
+    #[error("order for {domain} took longer than {after:?}")]
+    Timeout {
+        /// The domain.
+        domain: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The ARI renewal window could not be read.
+    #[error("renewal info: {0}")]
+    RenewalInfo(String),
+}
+
+type AcmeHttp = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    BodyWrapper<bytes::Bytes>,
+>;
+
+const ARI_UNKNOWN: u8 = 0;
+const ARI_YES: u8 = 1;
+const ARI_NO: u8 = 2;
+
+/// What every cert actor shares: settings, the account (created once, cached on disk), the
+/// published challenge tokens and the order counters.
+pub struct AcmeIssuer {
+    settings: AcmeSettings,
+    challenges: AcmeChallenges,
+    counters: Arc<AcmeCounters>,
+    http: Option<AcmeHttp>,
+    account: tokio::sync::Mutex<Option<Account>>,
+    ari: AtomicU8,
+}
+
+impl std::fmt::Debug for AcmeIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeIssuer")
+            .field("directory_url", &self.settings.directory_url)
+            .field("cache_dir", &self.settings.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AcmeIssuer {
+    /// Checks the settings (the extra root must be PEM certificates) and installs the crypto
+    /// provider; contacts nobody yet.
+    pub fn new(settings: AcmeSettings, challenges: AcmeChallenges) -> Result<Arc<Self>, AcmeError> {
+        super::install_crypto_provider();
+        let http = settings
+            .ca_root_pem
+            .as_deref()
+            .map(http_client_with_root)
+            .transpose()?;
+        Ok(Arc::new(Self {
+            settings,
+            challenges,
+            counters: Arc::default(),
+            http,
+            account: tokio::sync::Mutex::new(None),
+            ari: AtomicU8::new(ARI_UNKNOWN),
+        }))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.settings
+    }
+
+    /// The tokens the plain-HTTP listener answers.
+    pub fn challenges(&self) -> &AcmeChallenges {
+        &self.challenges
+    }
+
+    /// Order counters (for `pingora_vhost_acme_orders_total`).
+    pub fn counters(&self) -> &Arc<AcmeCounters> {
+        &self.counters
+    }
+
+    /// The account credentials file for this directory.
+    pub fn account_path(&self) -> PathBuf {
+        let dir: String = self
+            .settings
+            .directory_url
+            .trim_start_matches("https://")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.settings.cache_dir.join(format!("account-{dir}.json"))
+    }
+
+    fn builder(&self) -> Result<instant_acme::AccountBuilder, AcmeError> {
+        match &self.http {
+            Some(http) => Ok(Account::builder_with_http(Box::new(http.clone()))),
+            None => Account::builder().map_err(|e| AcmeError::Client(e.to_string())),
+        }
+    }
+
+    /// The account: in memory, else from the credentials file, else created at the directory
+    /// (and its credentials written, mode 0600).
+    async fn account(&self) -> Result<Account, AcmeError> {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let path = self.account_path();
+        let account = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let creds: AccountCredentials = serde_json::from_slice(&bytes).map_err(|e| {
+                    AcmeError::Account(format!("{} is not valid: {e}", path.display()))
+                })?;
+                self.builder()?
+                    .from_credentials(creds)
+                    .await
+                    .map_err(|e| AcmeError::Account(e.to_string()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.create_account(&path).await?
+            }
+            Err(e) => {
+                return Err(AcmeError::Account(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    async fn create_account(&self, path: &Path) -> Result<Account, AcmeError> {
+        let contact = format!("mailto:{}", self.settings.email);
+        let contacts = [contact.as_str()];
+        let new = NewAccount {
+            contact: if self.settings.email.is_empty() {
+                &[]
+            } else {
+                &contacts
+            },
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (account, creds) = self
+            .builder()?
+            .create(&new, self.settings.directory_url.clone(), None)
+            .await
+            .map_err(|e| AcmeError::Account(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&creds)
+            .map_err(|e| AcmeError::Account(format!("cannot encode credentials: {e}")))?;
+        write_private_file(path, &json)
+            .map_err(|e| AcmeError::Account(format!("cannot write {}: {e}", path.display())))?;
+        tracing::info!(directory = %self.settings.directory_url, account = %account.id(),
+            "ACME account created");
+        Ok(account)
+    }
+
+    /// Drops the account (memory and file), e.g. after the directory forgot it.
+    async fn forget_account(&self) {
+        *self.account.lock().await = None;
+        let path = self.account_path();
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove stale ACME account");
+        }
+    }
+
+    /// Runs one order for `domain` over HTTP-01 and returns the new chain and key. `replacing`
+    /// is the certificate it renews (sent as ARI `replaces` when the directory supports it).
+    /// Counts the outcome in [`AcmeCounters`].
+    pub async fn issue(
+        &self,
+        domain: &str,
+        replacing: Option<&CertMaterial>,
+    ) -> Result<CertMaterial, AcmeError> {
+        let started = Instant::now();
+        let limit = self.settings.order_timeout;
+        let result = match tokio::time::timeout(limit, self.order(domain, replacing)).await {
+            Ok(r) => r,
+            Err(_) => Err(AcmeError::Timeout {
+                domain: domain.to_owned(),
+                after: limit,
+            }),
+        };
+        match &result {
+            Ok(m) => {
+                self.counters.success.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    domain,
+                    serial = m.serial(),
+                    not_after = m.not_after(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "ACME certificate issued"
+                );
+            }
+            Err(e) => {
+                self.counters.failure.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(domain, error = %e, took_ms = started.elapsed().as_millis() as u64,
+                    "ACME order failed");
+            }
+        }
+        result
+    }
+
+    async fn order(
+        &self,
+        domain: &str,
+        replacing: Option<&CertMaterial>,
+    ) -> Result<CertMaterial, AcmeError> {
+        if domain.starts_with("*.") {
+            return Err(AcmeError::Wildcard(domain.to_owned()));
+        }
+        let account = self.account().await?;
+        let identifiers = [Identifier::Dns(domain.to_owned())];
+        let replaces = replacing
+            .filter(|_| self.ari.load(Ordering::Relaxed) == ARI_YES)
+            .and_then(|m| CertificateIdentifier::try_from(m.leaf_der()).ok());
+        let placed = match replaces {
+            Some(id) => {
+                match account
+                    .new_order(&NewOrder::new(&identifiers).replaces(id))
+                    .await
+                {
+                    Ok(order) => Ok(order),
+                    // The directory may refuse the replacement (e.g. already replaced): a plain
+                    // order still renews.
+                    Err(_) => account.new_order(&NewOrder::new(&identifiers)).await,
+                }
+            }
+            None => account.new_order(&NewOrder::new(&identifiers)).await,
+        };
+        let mut order = match placed {
+            Ok(order) => order,
+            Err(error) => {
+                if matches!(&error, instant_acme::Error::Api(p)
+                    if p.r#type.as_deref() == Some(ACCOUNT_DOES_NOT_EXIST))
+                {
+                    self.forget_account().await;
+                }
+                return Err(AcmeError::NewOrder {
+                    domain: domain.to_owned(),
+                    error,
+                });
+            }
+        };
+        let order = &mut order;
+
+        let tokens = self.answer_challenges(domain, order).await?;
+        let policy = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(self.settings.order_timeout);
+        let status = order
+            .poll_ready(&policy)
+            .await
+            .map_err(|e| AcmeError::Challenge {
+                domain: domain.to_owned(),
+                detail: e.to_string(),
+            })?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::Challenge {
+                domain: domain.to_owned(),
+                detail: failure_detail(order).await,
+            });
+        }
+        drop(tokens);
+
+        let csr_err = |e: rcgen::Error| AcmeError::Csr {
+            domain: domain.to_owned(),
+            detail: e.to_string(),
+        };
+        let key = rcgen::KeyPair::generate().map_err(csr_err)?;
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(csr_err)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key).map_err(csr_err)?;
+        order
+            .finalize_csr(csr.der())
+            .await
+            .map_err(|error| AcmeError::Finalize {
+                domain: domain.to_owned(),
+                error,
+            })?;
+        let chain = order
+            .poll_certificate(&policy)
+            .await
+            .map_err(|error| AcmeError::Download {
+                domain: domain.to_owned(),
+                error,
+            })?;
+        Ok(CertMaterial::from_pem(
+            chain,
+            key.serialize_pem(),
+            &format!("certificate issued for {domain}"),
+        )?)
+    }
+
+    /// Publishes the HTTP-01 answer of every pending authorization and tells the directory it
+    /// is ready. The answers stay published until the returned guard is dropped.
+    async fn answer_challenges(
+        &self,
+        domain: &str,
+        order: &mut Order,
+    ) -> Result<PublishedTokens, AcmeError> {
+        let mut tokens = PublishedTokens::new(&self.challenges);
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| AcmeError::Authorization {
+                domain: domain.to_owned(),
+                detail: e.to_string(),
+            })?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => {
+                    return Err(AcmeError::Authorization {
+                        domain: domain.to_owned(),
+                        detail: format!("status is {other:?}"),
+                    })
+                }
+            }
+            let mut challenge = authz
+                .challenge(ChallengeType::Http01)
+                .ok_or_else(|| AcmeError::NoHttp01(domain.to_owned()))?;
+            tokens.publish(
+                challenge.token.clone(),
+                challenge.key_authorization().as_str().to_owned(),
+            );
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| AcmeError::Challenge {
+                    domain: domain.to_owned(),
+                    detail: e.to_string(),
+                })?;
+        }
+        Ok(tokens)
+    }
+
+    /// The directory's suggested renewal window for `cert` (ARI); `Ok(None)` when the directory
+    /// does not offer ARI or the certificate cannot be identified (no AKI).
+    pub async fn renewal_window(
+        &self,
+        cert: &CertMaterial,
+    ) -> Result<Option<RenewalWindow>, AcmeError> {
+        if self.ari.load(Ordering::Relaxed) == ARI_NO {
+            return Ok(None);
+        }
+        let Ok(id) = CertificateIdentifier::try_from(cert.leaf_der()) else {
+            return Ok(None);
+        };
+        let account = self.account().await?;
+        match account.renewal_info(&id).await {
+            Ok((info, recheck_after)) => {
+                self.ari.store(ARI_YES, Ordering::Relaxed);
+                Ok(Some(RenewalWindow {
+                    start: info.suggested_window.start.into(),
+                    end: info.suggested_window.end.into(),
+                    recheck_after,
+                }))
+            }
+            Err(instant_acme::Error::Unsupported(_)) => {
+                self.ari.store(ARI_NO, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(AcmeError::RenewalInfo(e.to_string())),
+        }
+    }
+}
+
+/// Why an order became invalid: the problems of its failed challenges.
+async fn failure_detail(order: &mut Order) -> String {
+    let mut details = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = match authz {
+            Ok(a) => a,
+            Err(e) => {
+                details.push(format!("cannot read an authorization: {e}"));
+                continue;
+            }
+        };
+        let state = match authz.refresh().await {
+            Ok(s) => s,
+            Err(e) => {
+                details.push(format!("cannot read an authorization: {e}"));
+                continue;
+            }
+        };
+        let id = state.identifier().to_string();
+        for c in &state.challenges {
+            if let Some(problem) = &c.error {
+                details.push(format!("{id}: {} {problem}", challenge_name(&c.r#type)));
+            }
+        }
+    }
+    if details.is_empty() {
+        "the order became invalid".into()
+    } else {
+        details.join("; ")
+    }
+}
+
+fn challenge_name(t: &ChallengeType) -> &'static str {
+    match t {
+        ChallengeType::Http01 => "http-01",
+        ChallengeType::Dns01 => "dns-01",
+        ChallengeType::TlsAlpn01 => "tls-alpn-01",
+        _ => "challenge",
+    }
+}
+
+/// An HTTPS client trusting the platform's roots plus the PEM certificates in `pem`.
+fn http_client_with_root(pem: &[u8]) -> Result<AcmeHttp, AcmeError> {
+    let extra = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AcmeError::Client(format!("ca_root: invalid PEM: {e}")))?;
+    if extra.is_empty() {
+        return Err(AcmeError::Client(
+            "ca_root: no PEM certificate found".into(),
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    for cert in extra {
+        roots
+            .add(cert)
+            .map_err(|e| AcmeError::Client(format!("ca_root: {e}")))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| AcmeError::Client(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
+}
