@@ -50,6 +50,7 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
         .route("/domains/{domain}/switch", post(switch_domain))
         .route("/backends", get(list_backends).post(add_backend))
         .route("/stats", get(stats))
+        .route("/certificates", get(list_certificates))
         .route("/metrics", get(metrics_text))
         .route(
             "/backends/{id}",
@@ -166,6 +167,12 @@ async fn health(State(state): State<AdminState>) -> Result<Json<serde_json::Valu
         "health_probes": supervision.probes,
         "probe_restarts": supervision.probe_restarts,
     })))
+}
+
+async fn list_certificates(
+    State(s): State<AdminState>,
+) -> Result<Json<Vec<vhost_actors::cert::CertInfo>>, ApiError> {
+    Ok(Json(ask(&s, RegistryMsg::ListCertificates).await?))
 }
 
 async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {

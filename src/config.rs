@@ -5,6 +5,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vhost_actors::cert::{
+    AcmeSettings, CertMaterial, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING,
+};
 use vhost_actors::health::HealthSettings;
 use vhost_actors::model::{
     check_address_shape, check_tags, check_weight, BackendId, BackendRecord, DomainName,
@@ -319,6 +322,12 @@ struct BackendSection {
 pub struct Config {
     /// Plain-HTTP listener.
     pub listen_http: Option<SocketAddr>,
+    /// HTTPS listener.
+    pub listen_https: Option<SocketAddr>,
+    /// ACME settings, when `[lets_encrypt]` is set.
+    pub acme: Option<AcmeSettings>,
+    /// `[[certificates]]`, checked readable and matching.
+    pub certificates: Vec<ManualCertificate>,
     /// Admin API listener.
     pub admin_addr: SocketAddr,
     /// Prometheus listener (`/metrics`), when `[metrics]` is present and enabled.
@@ -343,6 +352,17 @@ pub struct Config {
     pub seed: PersistedState,
     /// Settings this build accepts but does not act on yet, one line each.
     pub not_yet_supported: Vec<String>,
+}
+
+/// A `[[certificates]]` entry.
+#[derive(Clone, Debug)]
+pub struct ManualCertificate {
+    /// The domain it serves (exact or wildcard).
+    pub domain: DomainName,
+    /// PEM chain.
+    pub cert_path: PathBuf,
+    /// PEM private key.
+    pub key_path: PathBuf,
 }
 
 /// Request-path limits and timeouts.
@@ -457,6 +477,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     }
 
     // [lets_encrypt], [[certificates]]
+    let mut acme = None;
     if let Some(le) = &f.lets_encrypt {
         if !le.email.contains('@') {
             errs.push(format!(
@@ -477,21 +498,62 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
         if le.renew_before_days == 0 {
             errs.push("lets_encrypt.renew_before_days: must be > 0".into());
         }
-        let _ = (&le.staging, &le.ca_root);
-        later.push("lets_encrypt: automatic certificates are not supported yet".into());
-    }
-    for (i, c) in f.certificates.iter().enumerate() {
-        if let Err(e) = DomainName::parse(&c.domain) {
-            errs.push(format!("certificates[{i}].domain: {e}"));
+        let ca_root_pem = match &le.ca_root {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| {
+                    errs.push(format!(
+                        "lets_encrypt.ca_root: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })
+                .ok(),
+            None => None,
+        };
+        if p.listen_addr.is_none() {
+            later.push("lets_encrypt: no HTTPS listener (proxy.listen_addr), so no certificates are ordered".into());
         }
-        for (key, path) in [("cert_path", &c.cert_path), ("key_path", &c.key_path)] {
-            if path.as_os_str().is_empty() {
-                errs.push(format!("certificates[{i}].{key}: must not be empty"));
+        let directory_url = le.directory_url.clone().unwrap_or_else(|| {
+            if le.staging {
+                LETS_ENCRYPT_STAGING.to_string()
+            } else {
+                LETS_ENCRYPT_PRODUCTION.to_string()
             }
+        });
+        let mut settings = AcmeSettings::new(le.email.clone(), directory_url, le.cache_dir.clone());
+        settings.ca_root_pem = ca_root_pem;
+        settings.renew_before = Duration::from_secs(le.renew_before_days.saturating_mul(86_400));
+        acme = Some(settings);
+    }
+    let mut certificates = Vec::new();
+    for (i, c) in f.certificates.iter().enumerate() {
+        let domain = DomainName::parse(&c.domain)
+            .map_err(|e| errs.push(format!("certificates[{i}].domain: {e}")))
+            .ok();
+        match CertMaterial::from_files(&c.cert_path, &c.key_path) {
+            Ok(m) => {
+                if let Some(d) = &domain {
+                    if !m.covers(d.as_str()) {
+                        errs.push(format!(
+                            "certificates[{i}]: {} does not cover domain '{d}'",
+                            c.cert_path.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => errs.push(format!("certificates[{i}]: {e}")),
+        }
+        if let Some(domain) = domain {
+            certificates.push(ManualCertificate {
+                domain,
+                cert_path: c.cert_path.clone(),
+                key_path: c.key_path.clone(),
+            });
         }
     }
-    if !f.certificates.is_empty() {
-        later.push("certificates: manual certificates are not supported yet".into());
+    if (!f.certificates.is_empty()) && p.listen_addr.is_none() {
+        later.push(
+            "certificates: no HTTPS listener (proxy.listen_addr), so they are not served".into(),
+        );
     }
 
     // [logging]
@@ -637,6 +699,9 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     }
     Ok(Config {
         listen_http,
+        listen_https,
+        acme,
+        certificates,
         admin_addr: admin_addr.expect("validated"),
         metrics_addr,
         threads: p.threads,

@@ -6,6 +6,7 @@ mod host;
 pub use host::normalize_host;
 
 use crate::config::Limits;
+use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
@@ -16,6 +17,7 @@ use pingora::proxy::FailToProxy;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
 use vhost_actors::snapshot::{Route, RouteTable, UpstreamBackend};
 
@@ -23,37 +25,52 @@ use vhost_actors::snapshot::{Route, RouteTable, UpstreamBackend};
 const MAX_ATTEMPTS: usize = 3;
 
 const NOT_FOUND_BODY: &str = "404 unknown host: no virtual host is configured for this name\n";
+const MISDIRECTED_BODY: &str =
+    "421 misdirected request: the Host does not match the TLS server name\n";
 const NO_BACKEND_BODY: &str = "503 no backend available: every backend of this domain is down\n";
 
-/// The reverse proxy behind the plain-HTTP listener.
+/// Which listener a proxy instance serves.
+pub enum Listener {
+    /// Plain HTTP: answers ACME challenges and redirects `http_to_https` domains.
+    Plain {
+        /// The HTTPS listener's port, when there is one (redirect target).
+        https_port: Option<u16>,
+        /// Published HTTP-01 tokens, when ACME is on.
+        challenges: Option<AcmeChallenges>,
+    },
+    /// HTTPS: the `Host` must match the SNI.
+    Tls,
+}
+
+/// Everything a proxy instance needs besides the routing view.
+pub struct ProxyOptions {
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Failed attempts in a row that eject a backend until its probe passes again.
+    pub eject_after: u32,
+    /// Where requests for unknown hosts are counted.
+    pub unknown: Arc<RouteMetrics>,
+    /// Requests in flight (for draining and the gauge).
+    pub in_flight: Arc<AtomicI64>,
+    /// The listener served.
+    pub listener: Listener,
+}
+
+/// The reverse proxy behind one listener.
 pub struct VhostProxy {
     table: Arc<RouteTable>,
-    limits: Limits,
-    /// Failed attempts in a row that eject a backend until its probe passes again.
-    eject_after: u32,
-    /// Where requests for unknown hosts are counted.
-    unknown: Arc<RouteMetrics>,
-    in_flight: Arc<AtomicI64>,
+    opts: ProxyOptions,
     proto: &'static str,
 }
 
 impl VhostProxy {
-    /// A proxy routing by `table`, counting requests in flight in `in_flight`.
-    pub fn new(
-        table: Arc<RouteTable>,
-        limits: Limits,
-        eject_after: u32,
-        unknown: Arc<RouteMetrics>,
-        in_flight: Arc<AtomicI64>,
-    ) -> Self {
-        Self {
-            table,
-            limits,
-            eject_after,
-            unknown,
-            in_flight,
-            proto: "http",
-        }
+    /// A proxy routing by `table`.
+    pub fn new(table: Arc<RouteTable>, opts: ProxyOptions) -> Self {
+        let proto = match opts.listener {
+            Listener::Plain { .. } => "http",
+            Listener::Tls => "https",
+        };
+        Self { table, opts, proto }
     }
 }
 
@@ -94,7 +111,7 @@ impl ProxyHttp for VhostProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.opts.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestCtx {
             route: None,
             backend: None,
@@ -104,7 +121,7 @@ impl ProxyHttp for VhostProxy {
             request_id: None,
             body_bytes: 0,
             start: Instant::now(),
-            _in_flight: InFlight(Arc::clone(&self.in_flight)),
+            _in_flight: InFlight(Arc::clone(&self.opts.in_flight)),
         }
     }
 
@@ -112,23 +129,65 @@ impl ProxyHttp for VhostProxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        session.set_keepalive(Some(self.limits.client_idle_timeout.as_secs()));
-        let route = match request_host(session.req_header()) {
-            Some(raw) => self.table.lookup(&normalize_host(raw)),
-            None => None,
-        };
+        session.set_keepalive(Some(self.opts.limits.client_idle_timeout.as_secs()));
+        if let Listener::Plain {
+            challenges: Some(challenges),
+            ..
+        } = &self.opts.listener
+        {
+            if AcmeChallenges::is_challenge_path(session.req_header().uri.path()) {
+                match challenges.respond(session.req_header().uri.path()) {
+                    Some(key_auth) => respond(session, 200, key_auth.into()).await?,
+                    None => {
+                        respond(session, 404, Bytes::from_static(b"unknown challenge\n")).await?
+                    }
+                }
+                return Ok(true);
+            }
+        }
+        let host = request_host(session.req_header()).map(normalize_host);
+        let route = host.as_deref().and_then(|h| self.table.lookup(h));
         let Some(route) = route else {
-            respond(session, 404, NOT_FOUND_BODY).await?;
+            respond(session, 404, Bytes::from_static(NOT_FOUND_BODY.as_bytes())).await?;
             return Ok(true);
         };
+        let host = host.expect("a route was found for it");
+        match &self.opts.listener {
+            Listener::Plain {
+                https_port: Some(port),
+                ..
+            } if route.http_to_https => {
+                let location = https_location(&host, *port, session.req_header());
+                ctx.route = Some(route);
+                redirect(session, &location).await?;
+                return Ok(true);
+            }
+            Listener::Tls => {
+                let sni = session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_deref())
+                    .and_then(client_sni);
+                if sni.is_some_and(|sni| sni != host) {
+                    ctx.route = Some(route);
+                    respond(
+                        session,
+                        421,
+                        Bytes::from_static(MISDIRECTED_BODY.as_bytes()),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+            Listener::Plain { .. } => {}
+        }
         if !route.pool.has_routable() {
             ctx.route = Some(route);
-            respond(session, 503, NO_BACKEND_BODY).await?;
+            respond(session, 503, Bytes::from_static(NO_BACKEND_BODY.as_bytes())).await?;
             return Ok(true);
         }
         ctx.route = Some(route);
         let too_large = content_length(session.req_header())
-            .is_some_and(|len| len > self.limits.max_request_body_bytes);
+            .is_some_and(|len| len > self.opts.limits.max_request_body_bytes);
         if too_large {
             session
                 .respond_error_with_body(413, Bytes::from_static(b"413 request body too large\n"))
@@ -147,7 +206,7 @@ impl ProxyHttp for VhostProxy {
     ) -> Result<()> {
         if let Some(chunk) = body {
             ctx.body_bytes += chunk.len() as u64;
-            if ctx.body_bytes > self.limits.max_request_body_bytes {
+            if ctx.body_bytes > self.opts.limits.max_request_body_bytes {
                 return Error::e_explain(HTTPStatus(413), "request body too large");
             }
         }
@@ -166,9 +225,9 @@ impl ProxyHttp for VhostProxy {
             return Error::e_explain(HTTPStatus(503), "no backend available");
         };
         let mut peer = HttpPeer::new(backend.addr, false, String::new());
-        peer.options.connection_timeout = Some(self.limits.upstream_connect_timeout);
-        peer.options.read_timeout = Some(self.limits.upstream_read_timeout);
-        peer.options.idle_timeout = Some(self.limits.client_idle_timeout);
+        peer.options.connection_timeout = Some(self.opts.limits.upstream_connect_timeout);
+        peer.options.read_timeout = Some(self.opts.limits.upstream_read_timeout);
+        peer.options.idle_timeout = Some(self.opts.limits.client_idle_timeout);
         if ctx.attempts > 0 {
             route.metrics.record_retry();
         }
@@ -324,7 +383,7 @@ impl ProxyHttp for VhostProxy {
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_deref();
         route
-            .map_or(&self.unknown, |r| &r.metrics)
+            .map_or(&self.opts.unknown, |r| &r.metrics)
             .record(status, ctx.from_backend, elapsed);
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;
@@ -362,7 +421,7 @@ impl VhostProxy {
     /// Counts a failed attempt against the current backend; ejects it at the threshold.
     fn record_failure(&self, ctx: &RequestCtx) {
         let Some(b) = &ctx.backend else { return };
-        if b.health.record_passive_failure(self.eject_after) {
+        if b.health.record_passive_failure(self.opts.eject_after) {
             tracing::warn!(
                 backend = &*b.id,
                 addr = %b.addr,
@@ -408,12 +467,27 @@ fn content_length(req: &RequestHeader) -> Option<u64> {
 }
 
 /// Writes a small plain-text response and keeps the connection open.
-async fn respond(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
+async fn respond(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(2))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-        .await
+    session.write_response_body(Some(body), true).await
+}
+
+async fn redirect(session: &mut Session, location: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(301, Some(2))?;
+    resp.insert_header(header::LOCATION, location)?;
+    resp.insert_header(header::CONTENT_LENGTH, 0)?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// `https://host[:port]/path?query` for an `http_to_https` redirect.
+fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    }
 }

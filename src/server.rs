@@ -3,16 +3,22 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::proxy::VhostProxy;
+use crate::proxy::{Listener, ProxyOptions, VhostProxy};
 use crate::telemetry;
+use crate::tls::{add_https_listener, SniResolver};
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use ractor::Actor;
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vhost_actors::cert::{
+    install_crypto_provider, AcmeChallenges, AcmeIssuer, CertMaterial, CertProvisioning,
+    CertSource, CertStore,
+};
 use vhost_actors::metrics::{Metrics, MetricsActor, MetricsArgs};
 use vhost_actors::registry::actor::{RegistryActor, RegistryArgs};
 use vhost_actors::registry::Registry;
@@ -72,6 +78,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     let metrics = Metrics::new();
     registry.publish_all(&table, &metrics);
     let in_flight = Arc::new(AtomicI64::new(0));
+    let tls = match cfg.listen_https {
+        Some(_) => Some(prepare_tls(&cfg)?),
+        None => None,
+    };
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let control = start_control(
         &cfg,
@@ -81,29 +91,60 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             metrics: Arc::clone(&metrics),
             in_flight: Arc::clone(&in_flight),
             store,
+            certs: tls.clone(),
         },
         admin_stopped,
         opts.upgrade,
     )?;
 
+    let proxy = |listener: Listener| {
+        VhostProxy::new(
+            Arc::clone(&table),
+            ProxyOptions {
+                limits: cfg.limits,
+                eject_after: cfg.unhealthy_threshold,
+                unknown: metrics.unknown_host(),
+                in_flight: Arc::clone(&in_flight),
+                listener,
+            },
+        )
+    };
     if let Some(addr) = cfg.listen_http {
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        let challenges = tls
+            .as_ref()
+            .and_then(|t| t.issuer.as_ref())
+            .map(|i| i.challenges().clone());
+        let plain = proxy(Listener::Plain {
+            https_port: cfg.listen_https.map(|a| a.port()),
+            challenges,
+        });
+        let mut service = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            VhostProxy::new(
-                Arc::clone(&table),
-                cfg.limits,
-                cfg.unhealthy_threshold,
-                metrics.unknown_host(),
-                Arc::clone(&in_flight),
-            ),
+            plain,
             "vhost-http",
         );
-        proxy.threads = Some(cfg.threads);
-        proxy.add_tcp(&addr.to_string());
-        server.add_service(proxy);
+        service.threads = Some(cfg.threads);
+        service.add_tcp(&addr.to_string());
+        server.add_service(service);
+    }
+    if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            proxy(Listener::Tls),
+            "vhost-https",
+        );
+        service.threads = Some(cfg.threads);
+        add_https_listener(
+            &mut service,
+            &addr.to_string(),
+            SniResolver::new(tls.store.clone()),
+        )
+        .map_err(|e| vec![format!("proxy.listen_addr: {e}")])?;
+        server.add_service(service);
     }
     tracing::info!(
         http = ?cfg.listen_http,
+        https = ?cfg.listen_https,
         admin = %cfg.admin_addr,
         routes = table.len(),
         threads = cfg.threads,
@@ -119,6 +160,41 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     drop(control);
     telemetry::flush();
     std::process::exit(0)
+}
+
+/// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
+fn prepare_tls(cfg: &Config) -> Result<CertProvisioning, Vec<String>> {
+    install_crypto_provider();
+    let store = CertStore::new();
+    let mut manual = HashSet::new();
+    let mut errs = Vec::new();
+    for c in &cfg.certificates {
+        match CertMaterial::from_files(&c.cert_path, &c.key_path) {
+            Ok(m) => {
+                store.install(c.domain.as_str(), &m, CertSource::Manual);
+                manual.insert(c.domain.to_string());
+            }
+            Err(e) => errs.push(format!("certificates ({}): {e}", c.domain)),
+        }
+    }
+    let issuer = match &cfg.acme {
+        Some(settings) => AcmeIssuer::new(settings.clone(), AcmeChallenges::new())
+            .map(Some)
+            .unwrap_or_else(|e| {
+                errs.push(format!("lets_encrypt: {e}"));
+                None
+            }),
+        None => None,
+    };
+    if errs.is_empty() {
+        Ok(CertProvisioning {
+            store,
+            issuer,
+            manual,
+        })
+    } else {
+        Err(errs)
+    }
 }
 
 /// Loads the registry: the state file wins over the config unless `reset` is set.
@@ -161,6 +237,9 @@ fn check_bindable(cfg: &Config) -> Result<(), Vec<String>> {
     let mut addrs: Vec<(&str, SocketAddr)> = vec![("proxy.management_api_addr", cfg.admin_addr)];
     if let Some(a) = cfg.listen_http {
         addrs.push(("proxy.listen_addr_http", a));
+    }
+    if let Some(a) = cfg.listen_https {
+        addrs.push(("proxy.listen_addr", a));
     }
     if let Some(a) = cfg.metrics_addr {
         addrs.push(("metrics.listen_addr", a));
@@ -219,6 +298,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     in_flight: Arc<AtomicI64>,
     store: JsonFileStore,
+    certs: Option<CertProvisioning>,
 }
 
 fn start_control(
@@ -233,6 +313,7 @@ fn start_control(
         metrics,
         in_flight,
         store,
+        certs,
     } = shared;
     let metrics_addr = cfg.metrics_addr;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -257,6 +338,11 @@ fn start_control(
             MetricsArgs {
                 metrics: Arc::clone(&metrics),
                 in_flight,
+                certs: certs.as_ref().map(|c| c.store.clone()),
+                acme: certs
+                    .as_ref()
+                    .and_then(|c| c.issuer.as_ref())
+                    .map(|i| Arc::clone(i.counters())),
             },
         )
         .await
@@ -270,6 +356,7 @@ fn start_control(
                 store: Box::new(store) as Box<dyn StateStore>,
                 health,
                 metrics,
+                certs,
             },
         )
         .await

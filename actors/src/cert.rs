@@ -17,6 +17,7 @@ mod actor;
 mod cache;
 mod challenges;
 mod material;
+mod provision;
 mod store;
 
 pub use acme::{
@@ -27,6 +28,7 @@ pub use actor::{CertActor, CertArgs, CertMsg, CycleOutcome};
 pub use cache::{write_private_file, CertCache};
 pub use challenges::{AcmeChallenges, ACME_CHALLENGE_PREFIX};
 pub use material::{CertError, CertMaterial};
+pub use provision::{CertProvisioning, Provision};
 pub use store::{CertInfo, CertSource, CertStatus, CertStore};
 
 /// Installs ring as the process-wide rustls crypto provider, the one pingora's rustls backend

@@ -5,6 +5,7 @@ mod histogram;
 
 pub use histogram::LatencyHistogram;
 
+use crate::cert::{AcmeCounters, CertInfo, CertStore};
 use crate::snapshot::UpstreamBackend;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -193,6 +194,7 @@ pub struct Metrics {
     /// (domain, tag) -> handles; touched at publish time only.
     routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
     backends: Mutex<Vec<BackendGauge>>,
+    certificates: Mutex<HashSet<String>>,
     unknown: Arc<RouteMetrics>,
 }
 
@@ -222,6 +224,7 @@ impl Metrics {
             rollbacks: Family::default(),
             routes: Mutex::new(HashMap::new()),
             backends: Mutex::new(Vec::new()),
+            certificates: Mutex::new(HashSet::new()),
             unknown: Arc::new(RouteMetrics {
                 codes: Default::default(),
                 duration: LatencyHistogram::default(),
@@ -325,13 +328,41 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an ACME order.
-    pub fn record_acme_order(&self, ok: bool) {
-        self.acme_orders
-            .get_or_create(&ResultLabels {
-                result: if ok { "success" } else { "failure" },
-            })
-            .inc();
+    /// Brings `acme_orders_total` up to the issuer's counters; `seen` is what was counted so far.
+    fn sync_acme_orders(&self, (success, failure): (u64, u64), seen: &mut (u64, u64)) {
+        for (result, now, before) in [
+            ("success", success, &mut seen.0),
+            ("failure", failure, &mut seen.1),
+        ] {
+            let counter = self.acme_orders.get_or_create(&ResultLabels { result });
+            counter.inc_by(now.saturating_sub(*before));
+            *before = now;
+        }
+    }
+
+    /// Sets `certificate_not_after_seconds` for every served certificate, dropping the rest.
+    fn sync_certificates(&self, certs: &[CertInfo]) {
+        let mut shown = lock(&self.certificates);
+        let now: HashSet<String> = certs
+            .iter()
+            .filter(|c| c.not_after.is_some())
+            .map(|c| c.domain.clone())
+            .collect();
+        for gone in shown.difference(&now) {
+            self.cert_not_after.remove(&DomainLabels {
+                domain: gone.clone(),
+            });
+        }
+        for c in certs {
+            if let Some(t) = c.not_after {
+                self.cert_not_after
+                    .get_or_create(&DomainLabels {
+                        domain: c.domain.clone(),
+                    })
+                    .set(t);
+            }
+        }
+        *shown = now;
     }
 
     /// Counts an automatic rollback.
@@ -341,22 +372,6 @@ impl Metrics {
                 domain: domain.to_string(),
             })
             .inc();
-    }
-
-    /// Sets a certificate's expiry (unix seconds).
-    pub fn set_certificate_not_after(&self, domain: &str, unix_secs: i64) {
-        self.cert_not_after
-            .get_or_create(&DomainLabels {
-                domain: domain.to_string(),
-            })
-            .set(unix_secs);
-    }
-
-    /// Drops a certificate's expiry series.
-    pub fn forget_certificate(&self, domain: &str) {
-        self.cert_not_after.remove(&DomainLabels {
-            domain: domain.to_string(),
-        });
     }
 
     /// Replaces the backends `backend_up` reports on (after every backend change).
@@ -479,13 +494,17 @@ pub struct MetricsArgs {
     pub metrics: Arc<Metrics>,
     /// Requests in flight (the proxy's count).
     pub in_flight: Arc<AtomicI64>,
+    /// Served certificates, when there is an HTTPS listener.
+    pub certs: Option<CertStore>,
+    /// ACME order counters, when `[lets_encrypt]` is set.
+    pub acme: Option<Arc<AcmeCounters>>,
 }
 
 /// The MetricsActor's state: the registry it owns.
 pub struct MetricsState {
     registry: Registry,
-    metrics: Arc<Metrics>,
-    in_flight: Arc<AtomicI64>,
+    args: MetricsArgs,
+    acme_seen: (u64, u64),
 }
 
 /// Owns the prometheus-client registry and renders it.
@@ -505,8 +524,8 @@ impl Actor for MetricsActor {
         args.metrics.register(&mut registry);
         Ok(MetricsState {
             registry,
-            metrics: args.metrics,
-            in_flight: args.in_flight,
+            args,
+            acme_seen: (0, 0),
         })
     }
 
@@ -518,15 +537,22 @@ impl Actor for MetricsActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             MetricsMsg::Render(reply) => {
-                state
-                    .metrics
-                    .refresh_gauges(state.in_flight.load(Ordering::Relaxed));
+                let a = &state.args;
+                a.metrics
+                    .refresh_gauges(a.in_flight.load(Ordering::Relaxed));
+                if let Some(store) = &a.certs {
+                    a.metrics.sync_certificates(&store.list());
+                }
+                if let Some(acme) = &a.acme {
+                    a.metrics
+                        .sync_acme_orders(acme.read(), &mut state.acme_seen);
+                }
                 let mut text = String::new();
                 encode(&mut text, &state.registry)?;
                 let _ = reply.send(text);
             }
             MetricsMsg::Stats(reply) => {
-                let _ = reply.send(state.metrics.stats());
+                let _ = reply.send(state.args.metrics.stats());
             }
         }
         Ok(())

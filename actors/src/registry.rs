@@ -56,6 +56,8 @@ pub struct Effects {
     pub unprobe: Vec<BackendId>,
     /// A backend was added, changed or removed.
     pub backends_changed: bool,
+    /// A domain that did not exist before (it needs a certificate).
+    pub added: Option<DomainName>,
 }
 
 /// Domains, backends and tags, always mutually consistent.
@@ -309,7 +311,9 @@ impl Registry {
             lb_hash_header: new.lb_hash_header,
         };
         self.domains.insert(domain.clone(), record.clone());
-        Ok((Reply::Domain(record), republish_one(domain)))
+        let mut effects = republish_one(domain.clone());
+        effects.added = Some(domain);
+        Ok((Reply::Domain(record), effects))
     }
 
     fn update_domain(&mut self, name: &str, patch: DomainPatch) -> Result<(Reply, Effects)> {

@@ -57,6 +57,7 @@ async fn crashed_probe_is_restarted_and_probing_resumes() {
                 path: "/health".into(),
             }),
             metrics: vhost_actors::metrics::Metrics::new(),
+            certs: None,
         },
     )
     .await

@@ -2,10 +2,11 @@
 //! published [`RouteTable`], and supervises one HealthProbeActor per backend.
 
 use super::{Registry, RegistryError};
+use crate::cert::{CertActor, CertArgs, CertInfo, CertMsg, CertProvisioning, Provision};
 use crate::command::{BackendView, Command, Reply};
 use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMsg};
 use crate::metrics::Metrics;
-use crate::model::{BackendId, DomainRecord};
+use crate::model::{BackendId, DomainName, DomainRecord};
 use crate::snapshot::{HealthStatus, RouteTable, UpstreamBackend};
 use crate::store::StateStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -35,6 +36,8 @@ pub enum RegistryMsg {
     Supervision(RpcReplyPort<SupervisionReport>),
     /// Makes a backend's probe panic (tests of supervision).
     CrashProbe(String, RpcReplyPort<bool>),
+    /// Every certificate served, with its source and status.
+    ListCertificates(RpcReplyPort<Vec<CertInfo>>),
 }
 
 /// What the supervisor has seen.
@@ -58,6 +61,8 @@ pub struct RegistryArgs {
     pub health: Option<HealthSettings>,
     /// Metric families (route handles are resolved at publish time).
     pub metrics: Arc<Metrics>,
+    /// Certificates for the HTTPS listener; `None` without one.
+    pub certs: Option<CertProvisioning>,
 }
 
 /// The RegistryActor's state.
@@ -68,8 +73,17 @@ pub struct RegistryState {
     health: Option<Arc<HealthSettings>>,
     metrics: Arc<Metrics>,
     probes: HashMap<BackendId, ActorRef<ProbeMsg>>,
-    probe_owner: HashMap<ActorId, BackendId>,
+    certs: Option<CertProvisioning>,
+    cert_actors: HashMap<DomainName, ActorRef<CertMsg>>,
+    children: HashMap<ActorId, Child>,
     probe_restarts: u64,
+}
+
+/// A supervised child and what it looks after.
+#[derive(Clone, Debug)]
+enum Child {
+    Probe(BackendId),
+    Cert(DomainName),
 }
 
 /// Owner of domains, backends and tags; supervisor of the probes.
@@ -92,7 +106,9 @@ impl Actor for RegistryActor {
             health: args.health.map(Arc::new),
             metrics: args.metrics,
             probes: HashMap::new(),
-            probe_owner: HashMap::new(),
+            certs: args.certs,
+            cert_actors: HashMap::new(),
+            children: HashMap::new(),
             probe_restarts: 0,
         })
     }
@@ -109,6 +125,10 @@ impl Actor for RegistryActor {
             .collect();
         for id in ids {
             state.start_probe(&myself, &id).await;
+        }
+        let domains: Vec<DomainName> = state.registry.domains().map(|d| d.domain.clone()).collect();
+        for d in domains {
+            state.provision_cert(&myself, &d).await;
         }
         Ok(())
     }
@@ -142,6 +162,14 @@ impl Actor for RegistryActor {
                     probe_restarts: state.probe_restarts,
                 });
             }
+            RegistryMsg::ListCertificates(reply) => {
+                let list = state
+                    .certs
+                    .as_ref()
+                    .map(|c| c.store.list())
+                    .unwrap_or_default();
+                let _ = reply.send(list);
+            }
             RegistryMsg::CrashProbe(id, reply) => {
                 let probe = BackendId::parse(&id)
                     .ok()
@@ -160,26 +188,24 @@ impl Actor for RegistryActor {
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match evt {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(id) = state.probe_owner.remove(&cell.get_id()) else {
-                    return Ok(());
-                };
-                state.probes.remove(&id);
-                state.probe_restarts += 1;
-                tracing::warn!(backend = %id, error = %err, restarts = state.probe_restarts,
-                    "health probe crashed; restarting it");
-                state.start_probe(&myself, &id).await;
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(id) = state.probe_owner.remove(&cell.get_id()) {
-                    if state
-                        .probes
-                        .get(&id)
-                        .is_some_and(|p| p.get_id() == cell.get_id())
-                    {
-                        state.probes.remove(&id);
-                    }
+            SupervisionEvent::ActorFailed(cell, err) => match state.children.remove(&cell.get_id())
+            {
+                Some(Child::Probe(id)) => {
+                    state.probes.remove(&id);
+                    state.probe_restarts += 1;
+                    tracing::warn!(backend = %id, error = %err, restarts = state.probe_restarts,
+                        "health probe crashed; restarting it");
+                    state.start_probe(&myself, &id).await;
                 }
+                Some(Child::Cert(domain)) => {
+                    state.cert_actors.remove(&domain);
+                    tracing::warn!(domain = %domain, error = %err, "certificate actor crashed; restarting it");
+                    state.provision_cert(&myself, &domain).await;
+                }
+                None => {}
+            },
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.children.remove(&cell.get_id());
             }
             _ => {}
         }
@@ -209,6 +235,12 @@ impl RegistryState {
         for id in &effects.unprobe {
             self.stop_probe(id);
         }
+        for d in &effects.withdraw {
+            self.release_cert(d);
+        }
+        if let Some(d) = &effects.added {
+            self.provision_cert(myself, d).await;
+        }
         for id in &effects.probe {
             self.stop_probe(id);
             self.start_probe(myself, id).await;
@@ -237,10 +269,48 @@ impl RegistryState {
         };
         match Actor::spawn_linked(None, HealthProbeActor, args, myself.get_cell()).await {
             Ok((probe, _)) => {
-                self.probe_owner.insert(probe.get_id(), id.clone());
+                self.children
+                    .insert(probe.get_id(), Child::Probe(id.clone()));
                 self.probes.insert(id.clone(), probe);
             }
             Err(e) => tracing::error!(backend = %id, error = %e, "cannot start health probe"),
+        }
+    }
+
+    /// Gives a domain its certificate: file, ACME actor, or self-signed.
+    async fn provision_cert(&mut self, myself: &ActorRef<RegistryMsg>, domain: &DomainName) {
+        let Some(certs) = &self.certs else {
+            return;
+        };
+        if certs.provision(domain) != Provision::Acme {
+            return;
+        }
+        let Some(issuer) = certs.issuer.clone() else {
+            return;
+        };
+        let args = CertArgs {
+            domain: domain.to_string(),
+            issuer,
+            store: certs.store.clone(),
+        };
+        match Actor::spawn_linked(None, CertActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.children
+                    .insert(actor.get_id(), Child::Cert(domain.clone()));
+                self.cert_actors.insert(domain.clone(), actor);
+            }
+            Err(e) => {
+                tracing::error!(domain = %domain, error = %e, "cannot start certificate actor")
+            }
+        }
+    }
+
+    fn release_cert(&mut self, domain: &DomainName) {
+        if let Some(a) = self.cert_actors.remove(domain) {
+            a.stop(None);
+        }
+        if let Some(certs) = &self.certs {
+            certs.release(domain);
         }
     }
 
