@@ -8,10 +8,8 @@
 //! below answers from [`AcmeChallenges`], as the proxy's plain-HTTP listener does.
 
 use std::collections::HashSet;
-use std::net::TcpListener as StdListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,187 +19,12 @@ use vhost_actors::cert::{
 };
 use vhost_actors::ractor::{call_t, Actor, ActorRef};
 
+mod support;
+
+use support::pebble::*;
+
 const VALIDITY_SECS: u64 = 30;
 const RENEW_BEFORE: Duration = Duration::from_secs(12);
-
-// === Pebble ===
-
-struct Pebble {
-    children: Vec<Child>,
-    dir: tempfile::TempDir,
-    directory_url: String,
-    ca_pem: String,
-    server: Command,
-    dir_port: u16,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Pebble {
-    /// Starts the ACME server (it keeps everything in memory: a restart forgets all accounts).
-    fn start_server(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("pebble.log"))
-            .unwrap();
-        let child = self
-            .server
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start pebble");
-        self.children.push(child);
-        wait_for_port(self.dir_port, "pebble");
-    }
-
-    /// Stops the ACME server and starts it again on the same address.
-    fn restart_server(&mut self) {
-        if let Some(mut old) = self.children.pop() {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
-        self.start_server();
-    }
-
-    fn logs(&self) -> String {
-        logs_in(self.dir.path())
-    }
-}
-
-fn logs_in(dir: &Path) -> String {
-    ["challtestsrv.log", "pebble.log"]
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.is_file())
-}
-
-/// Pebble's two binaries, installed with scripts/pebble.sh when missing.
-fn pebble_binaries() -> Option<(PathBuf, PathBuf)> {
-    let found = || Some((on_path("pebble")?, on_path("pebble-challtestsrv")?));
-    if let Some(bins) = found() {
-        return Some(bins);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pebble.sh");
-    eprintln!("pebble not found; running {}", script.display());
-    let _ = Command::new("bash").arg(&script).status();
-    found()
-}
-
-/// A CA and a `localhost`/`127.0.0.1` certificate signed by it, for Pebble's HTTPS directory
-/// (the Debian package does not ship Pebble's test certificates).
-fn directory_tls() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "pingora-vhost test CA");
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca_pem, leaf.pem(), key.serialize_pem())
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn start_pebble(pebble: &Path, challtestsrv: &Path, http_port: u16) -> Pebble {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca_pem, cert_pem, key_pem) = directory_tls();
-    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
-    let (dns, mgmt, dir_port, tls_port) = (free_port(), free_port(), free_port(), free_port());
-    let config = serde_json::json!({ "pebble": {
-        "listenAddress": format!("127.0.0.1:{dir_port}"),
-        "managementListenAddress": "",
-        "certificate": dir.path().join("cert.pem"),
-        "privateKey": dir.path().join("key.pem"),
-        "httpPort": http_port,
-        "tlsPort": tls_port,
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false,
-        "certificateValidityPeriod": VALIDITY_SECS,
-    }});
-    let config_path = dir.path().join("pebble-config.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-
-    let mut children = Vec::new();
-    let dns_addr = format!("127.0.0.1:{dns}");
-    children.push(
-        Command::new(challtestsrv)
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args([
-                "-dns01",
-                &dns_addr,
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .args(["-management", &format!("127.0.0.1:{mgmt}")])
-            .stdin(Stdio::null())
-            .stdout(log("challtestsrv.log"))
-            .stderr(log("challtestsrv.err.log"))
-            .spawn()
-            .expect("start pebble-challtestsrv"),
-    );
-    let mut pebble = Pebble {
-        children,
-        dir,
-        directory_url: format!("https://127.0.0.1:{dir_port}/dir"),
-        ca_pem,
-        server: Command::new(pebble),
-        dir_port,
-    };
-    pebble
-        .server
-        .arg("-config")
-        .arg(&config_path)
-        .args(["-dnsserver", &dns_addr, "-strict=false"])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .stdin(Stdio::null());
-    wait_for_port(dns, "pebble-challtestsrv");
-    pebble.start_server();
-    pebble
-}
 
 // === HTTP-01 responder ===
 
@@ -342,7 +165,7 @@ async fn acme_against_pebble() {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = listener.local_addr().unwrap().port();
-    let mut pebble = start_pebble(&pebble_bin, &challtestsrv_bin, http_port);
+    let mut pebble = start_pebble(&pebble_bin, &challtestsrv_bin, http_port, VALIDITY_SECS);
     let responder = Responder::default();
     tokio::spawn(responder.clone().serve(listener));
     let cache = tempfile::tempdir().unwrap();
