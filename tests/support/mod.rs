@@ -90,6 +90,16 @@ pub struct Proxy {
 
 /// Config text with the given ports and extra TOML (virtual hosts, backends, sections).
 pub fn config_text(http: SocketAddr, admin: SocketAddr, extra: &str) -> String {
+    config_text_with(http, admin, "", extra)
+}
+
+/// Like [`config_text`], with extra keys in `[proxy]` (e.g. `listen_addr = "..."`).
+pub fn config_text_with(
+    http: SocketAddr,
+    admin: SocketAddr,
+    proxy_keys: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [proxy]
@@ -97,6 +107,7 @@ listen_addr_http = "{http}"
 management_api_addr = "{admin}"
 threads = 2
 grace_period_secs = 5
+{proxy_keys}
 
 [state]
 path = "state/state.json"
@@ -126,11 +137,25 @@ pub fn vhost_toml(domain: &str, tag: &str) -> String {
 impl Proxy {
     /// Writes the config into a fresh directory and starts the proxy, waiting until it serves.
     pub async fn start(extra: &str) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with("", extra).await
+    }
+
+    /// Like [`Proxy::start`], with extra keys in `[proxy]`.
+    pub async fn start_with(proxy_keys: &str, extra: &str) -> Proxy {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(http, proxy_keys, extra).await
+    }
+
+    /// Like [`Proxy::start_with`], on a given plain-HTTP address.
+    pub async fn start_on(http: SocketAddr, proxy_keys: &str, extra: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config_text(http, admin, extra)).unwrap();
+        std::fs::write(
+            &config_path,
+            config_text_with(http, admin, proxy_keys, extra),
+        )
+        .unwrap();
         let mut p = Proxy {
             dir,
             http,
