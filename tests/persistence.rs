@@ -144,3 +144,35 @@ async fn sigint_exits_at_once() {
     let took = p.signal_and_wait("INT");
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_that_cannot_be_persisted_is_not_applied() {
+    let (a, b) = (Origin::start("a1").await, Origin::start("b1").await);
+    let p = two_tag_proxy(&a, &b).await;
+    // A directory where the state file should go makes every write fail.
+    std::fs::create_dir_all(p.state_path()).unwrap();
+    let (s, e) = call(
+        Method::POST,
+        &p.api("/domains/app.example.test/switch"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 500, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("could not persist"),
+        "{e}"
+    );
+    let (_, d) = call(Method::GET, &p.api("/domains/app.example.test"), None).await;
+    assert_eq!(d["enabled_backends_tag"], "a", "nothing changed");
+    assert_eq!(p.backend_for("app.example.test").await, "a1");
+    let (s, _) = call(
+        Method::POST,
+        &p.api("/domains"),
+        Some(json!({"domain": "new.example.test", "enabled_backends_tag": "a"})),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert_eq!(p.get("new.example.test", "/").await.0, 404);
+    let (s, _) = call(Method::GET, &p.api("/domains/new.example.test"), None).await;
+    assert_eq!(s, 404);
+}

@@ -67,6 +67,19 @@ pub struct Registry {
     backends: BTreeMap<BackendId, BackendRecord>,
     /// Request-path view of each backend (resolved address, health atomics).
     upstreams: HashMap<BackendId, Arc<UpstreamBackend>>,
+    /// What the last command replaced, so that [`Registry::revert`] can put it back.
+    undo: Undo,
+}
+
+/// Entries as they were before the last command changed them.
+#[derive(Clone, Debug, Default)]
+struct Undo {
+    domains: Vec<(DomainName, Option<DomainRecord>)>,
+    backends: Vec<(
+        BackendId,
+        Option<BackendRecord>,
+        Option<Arc<UpstreamBackend>>,
+    )>,
 }
 
 // === impl Registry: building ===
@@ -266,14 +279,16 @@ impl Registry {
 // === impl Registry: commands ===
 
 impl Registry {
-    /// Applies one command. On error nothing has changed.
+    /// Applies one command. On error nothing has changed; after success, [`Registry::revert`]
+    /// undoes it (when it could not be persisted).
     pub fn apply(&mut self, cmd: Command) -> Result<(Reply, Effects)> {
+        self.undo = Undo::default();
         match cmd {
             Command::AddDomain(new) => self.add_domain(new),
             Command::UpdateDomain(name, patch) => self.update_domain(&name, patch),
             Command::DeleteDomain(name) => {
                 let name = self.domain(&name)?.domain.clone();
-                self.domains.remove(&name);
+                self.remove_domain(&name);
                 let effects = Effects {
                     withdraw: vec![name],
                     ..Effects::default()
@@ -289,6 +304,54 @@ impl Registry {
                 self.delete_backend(&id, force).map(backends_changed)
             }
         }
+    }
+
+    /// Puts back what the last successful [`Registry::apply`] changed.
+    pub fn revert(&mut self) {
+        let undo = std::mem::take(&mut self.undo);
+        for (name, before) in undo.domains.into_iter().rev() {
+            match before {
+                Some(d) => self.domains.insert(name, d),
+                None => self.domains.remove(&name),
+            };
+        }
+        for (id, record, upstream) in undo.backends.into_iter().rev() {
+            match record {
+                Some(b) => self.backends.insert(id.clone(), b),
+                None => self.backends.remove(&id),
+            };
+            match upstream {
+                Some(u) => self.upstreams.insert(id, u),
+                None => self.upstreams.remove(&id),
+            };
+        }
+    }
+
+    fn put_domain(&mut self, record: DomainRecord) {
+        let before = self.domains.insert(record.domain.clone(), record.clone());
+        self.undo.domains.push((record.domain, before));
+    }
+
+    fn remove_domain(&mut self, name: &DomainName) {
+        let before = self.domains.remove(name);
+        self.undo.domains.push((name.clone(), before));
+    }
+
+    /// Stores a backend; `upstream` replaces its request-path view (new backend or address).
+    fn put_backend(&mut self, record: BackendRecord, upstream: Option<Arc<UpstreamBackend>>) {
+        let id = record.id.clone();
+        let before = self.backends.insert(id.clone(), record);
+        let before_up = match upstream {
+            Some(u) => self.upstreams.insert(id.clone(), u),
+            None => self.upstreams.get(&id).cloned(),
+        };
+        self.undo.backends.push((id, before, before_up));
+    }
+
+    fn remove_backend(&mut self, id: &BackendId) {
+        let before = self.backends.remove(id);
+        let before_up = self.upstreams.remove(id);
+        self.undo.backends.push((id.clone(), before, before_up));
     }
 
     fn add_domain(&mut self, new: NewDomain) -> Result<(Reply, Effects)> {
@@ -310,7 +373,7 @@ impl Registry {
             lb_policy,
             lb_hash_header: new.lb_hash_header,
         };
-        self.domains.insert(domain.clone(), record.clone());
+        self.put_domain(record.clone());
         let mut effects = republish_one(domain.clone());
         effects.added = Some(domain);
         Ok((Reply::Domain(record), effects))
@@ -335,7 +398,7 @@ impl Registry {
                 effects.switched = Some(record.domain.clone());
             }
         }
-        self.domains.insert(record.domain.clone(), record.clone());
+        self.put_domain(record.clone());
         Ok((Reply::Domain(record), effects))
     }
 
@@ -349,7 +412,7 @@ impl Registry {
         if self.switch_record(&mut record, target, req.force)? {
             effects.switched = Some(record.domain.clone());
         }
-        self.domains.insert(record.domain.clone(), record.clone());
+        self.put_domain(record.clone());
         Ok((Reply::Domain(record), effects))
     }
 
@@ -388,11 +451,10 @@ impl Registry {
         };
         let mut effects = self.republish_tags(&record.tags.iter().collect::<Vec<_>>());
         effects.probe.push(id.clone());
-        self.upstreams.insert(
-            id.clone(),
-            Arc::new(UpstreamBackend::new(id.as_str(), addr)),
+        self.put_backend(
+            record.clone(),
+            Some(Arc::new(UpstreamBackend::new(id.as_str(), addr))),
         );
-        self.backends.insert(id, record.clone());
         Ok((Reply::Backend(self.view(&record)), effects))
     }
 
@@ -420,14 +482,11 @@ impl Registry {
         self.check_not_last(&old, &dropped)?;
         let touched: Vec<&Tag> = old.tags.iter().chain(record.tags.iter()).collect();
         let mut effects = self.republish_tags(&touched);
-        if let Some(addr) = new_addr {
+        let upstream = new_addr.map(|addr| {
             effects.probe.push(record.id.clone());
-            self.upstreams.insert(
-                record.id.clone(),
-                Arc::new(UpstreamBackend::new(record.id.as_str(), addr)),
-            );
-        }
-        self.backends.insert(record.id.clone(), record.clone());
+            Arc::new(UpstreamBackend::new(record.id.as_str(), addr))
+        });
+        self.put_backend(record.clone(), upstream);
         Ok((Reply::Backend(self.view(&record)), effects))
     }
 
@@ -438,8 +497,7 @@ impl Registry {
         }
         let mut effects = self.republish_tags(&old.tags.iter().collect::<Vec<_>>());
         effects.unprobe.push(old.id.clone());
-        self.backends.remove(&old.id);
-        self.upstreams.remove(&old.id);
+        self.remove_backend(&old.id);
         Ok((Reply::Deleted, effects))
     }
 

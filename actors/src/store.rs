@@ -94,7 +94,8 @@ impl StateStore for JsonFileStore {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&dir).map_err(|e| err("cannot create the directory of", e))?;
-        let json = serde_json::to_vec_pretty(state).expect("state serialises");
+        let mut json = serde_json::to_vec(state).expect("state serialises");
+        json.push(b'\n');
         let mut tmp =
             tempfile_in(&dir, &self.path).map_err(|e| err("cannot create a temp file for", e))?;
         tmp.1

@@ -214,19 +214,18 @@ impl Actor for RegistryActor {
 }
 
 impl RegistryState {
-    /// Validates on a copy, persists the copy, then makes it current, publishes, and adjusts
-    /// the probes.
+    /// Validates and applies, persists (undoing the change when that fails), then publishes
+    /// and adjusts the probes and certificates.
     async fn apply(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         cmd: Command,
     ) -> Result<Reply, RegistryError> {
-        let mut next = self.registry.clone();
-        let (reply, effects) = next.apply(cmd)?;
-        self.store
-            .save(&next.state())
-            .map_err(|e| RegistryError::Persist(e.to_string()))?;
-        self.registry = next;
+        let (reply, effects) = self.registry.apply(cmd)?;
+        if let Err(e) = self.store.save(&self.registry.state()) {
+            self.registry.revert();
+            return Err(RegistryError::Persist(e.to_string()));
+        }
         self.registry.publish(&effects, &self.table, &self.metrics);
         if let Some(d) = &effects.switched {
             let tag = &self.registry.domains[d].enabled_backends_tag;

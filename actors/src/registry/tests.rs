@@ -269,3 +269,41 @@ fn backend_changes_start_and_stop_probes() {
         .unwrap();
     assert_eq!(fx.unprobe, vec![BackendId::parse("n1").unwrap()]);
 }
+
+#[test]
+fn revert_puts_back_what_a_command_changed() {
+    let mut r = seeded();
+    let before = r.state();
+    let a1 = r
+        .upstream(&BackendId::parse("a1").unwrap())
+        .unwrap()
+        .clone();
+    let cmds = vec![
+        domain("new.example.com", "a"),
+        switch("app.example.com", Some("b"), false),
+        Command::DeleteDomain("app.example.com".into()),
+        backend("n1", 3100, &["a"]),
+        Command::UpdateBackend(
+            "a1".into(),
+            BackendPatch {
+                address: Some("127.0.0.1:4000".into()),
+                tags: Some(vec!["a".into(), "z".into()]),
+                ..Default::default()
+            },
+        ),
+        Command::DeleteBackend {
+            id: "b1".into(),
+            force: true,
+        },
+    ];
+    for cmd in cmds {
+        r.apply(cmd.clone()).unwrap();
+        assert_ne!(r.state(), before, "{cmd:?} changed something");
+        r.revert();
+        assert_eq!(r.state(), before, "{cmd:?} was undone");
+        assert!(Arc::ptr_eq(
+            r.upstream(&BackendId::parse("a1").unwrap()).unwrap(),
+            &a1
+        ));
+    }
+}
