@@ -1,12 +1,14 @@
 //! Logging setup: level (RUST_LOG overrides), text or JSON lines, console or daily rolling files,
-//! always through a non-blocking writer so the request path never waits on I/O.
+//! always through a buffered background writer so the request path never waits on I/O.
+
+mod sink;
 
 use crate::config::{LogFormat, LogOutput, LoggingConfig};
+use sink::{BufferedSink, SinkGuard};
 use std::sync::Mutex;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+static GUARD: Mutex<Option<SinkGuard>> = Mutex::new(None);
 
 /// Installs the global subscriber described by `cfg`.
 pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
@@ -14,7 +16,7 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .map_err(|e| format!("logging.level: {e}"))?;
     let (writer, guard) = match cfg.output {
-        LogOutput::Console => tracing_appender::non_blocking(std::io::stdout()),
+        LogOutput::Console => BufferedSink::start(std::io::stdout()),
         LogOutput::File => {
             let dir = cfg.file_path.as_ref().expect("validated: file_path is set");
             std::fs::create_dir_all(dir)
@@ -25,7 +27,7 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
                 .filename_suffix("log")
                 .build(dir)
                 .map_err(|e| format!("logging.file_path: {e}"))?;
-            tracing_appender::non_blocking(appender)
+            BufferedSink::start(appender)
         }
     };
     let builder = tracing_subscriber::fmt()

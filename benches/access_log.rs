@@ -1,0 +1,68 @@
+//! Cost of one access-log event through the production subscriber setup (text and JSON), with
+//! the output discarded: what logging adds to every proxied request.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::net::{IpAddr, Ipv4Addr};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Copy)]
+struct Discard;
+
+impl std::io::Write for Discard {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        Ok(std::hint::black_box(b).len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Discard {
+    type Writer = Discard;
+    fn make_writer(&'a self) -> Discard {
+        Discard
+    }
+}
+
+fn event() {
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    tracing::info!(
+        target: "access",
+        request_id = "0123456789abcdef",
+        domain = "app.example.test",
+        tag = "a",
+        backend = "web-v1",
+        method = "GET",
+        path = "/some/path",
+        status = 200u16,
+        duration_ms = 0.734_f64,
+        client_ip = tracing::field::display(ip),
+        retries = 0usize,
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("access_log");
+    let text = tracing_subscriber::fmt()
+        .with_writer(Discard)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(text, || g.bench_function("text", |b| b.iter(event)));
+    let json = tracing_subscriber::fmt()
+        .with_writer(Discard)
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .finish();
+    tracing::subscriber::with_default(json, || g.bench_function("json", |b| b.iter(event)));
+    let off = tracing_subscriber::fmt()
+        .with_writer(Discard)
+        .with_env_filter("info,access=off")
+        .finish();
+    tracing::subscriber::with_default(off, || g.bench_function("disabled", |b| b.iter(event)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
