@@ -51,7 +51,14 @@ async fn api_changes_survive_a_restart_and_win_over_the_config() {
     let (_, d) = call(Method::GET, &p.api("/domains/app.example.test"), None).await;
     assert_eq!(d["enabled_backends_tag"], "b");
     assert_eq!(d["previous_tag"], "a");
-    assert!(p.log().contains("IGNORED"), "the override is logged loudly");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !p.log().contains("IGNORED") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the override is logged loudly"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // --reset-state goes back to the config.
     p.stop();
@@ -134,7 +141,10 @@ async fn sigterm_drains_in_flight_requests() {
     assert_eq!((status, body.as_str()), (200, "slow answer"));
     // Exits once drained, well before the 5 s grace period (a ceiling, not a benchmark).
     assert!(took.0 < Duration::from_secs(5), "took {:?}", took.0);
-    assert!(took.1.log().contains("all in-flight requests finished"));
+    assert!(
+        took.1.log().contains("all in-flight requests finished"),
+        "flushed before exit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use crate::model::{
     LbPolicy, Tag,
 };
 use crate::snapshot::{BackendPool, Route, RouteTable, UpstreamBackend};
-use crate::store::PersistedState;
+use crate::store::{PersistedState, StateChange};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -304,6 +304,24 @@ impl Registry {
                 self.delete_backend(&id, force).map(backends_changed)
             }
         }
+    }
+
+    /// What the last successful [`Registry::apply`] changed, as records to persist.
+    pub fn last_changes(&self) -> Vec<StateChange> {
+        let mut out = Vec::new();
+        for (name, _) in &self.undo.domains {
+            out.push(match self.domains.get(name) {
+                Some(d) => StateChange::PutDomain(d.clone()),
+                None => StateChange::DeleteDomain(name.clone()),
+            });
+        }
+        for (id, _, _) in &self.undo.backends {
+            out.push(match self.backends.get(id) {
+                Some(b) => StateChange::PutBackend(b.clone()),
+                None => StateChange::DeleteBackend(id.clone()),
+            });
+        }
+        out
     }
 
     /// Puts back what the last successful [`Registry::apply`] changed.

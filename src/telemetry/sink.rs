@@ -10,7 +10,7 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Longest time a line waits in the buffer.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Buffer size that wakes the writer early.
 const WAKE_AT: usize = 64 * 1024;
 /// Buffer size beyond which lines are dropped (the writer cannot keep up).

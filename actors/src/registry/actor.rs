@@ -222,7 +222,9 @@ impl RegistryState {
         cmd: Command,
     ) -> Result<Reply, RegistryError> {
         let (reply, effects) = self.registry.apply(cmd)?;
-        if let Err(e) = self.store.save(&self.registry.state()) {
+        let changes = self.registry.last_changes();
+        let registry = &self.registry;
+        if let Err(e) = self.store.commit(&changes, &|| registry.state()) {
             self.registry.revert();
             return Err(RegistryError::Persist(e.to_string()));
         }

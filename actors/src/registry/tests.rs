@@ -1,6 +1,7 @@
 use super::*;
 use crate::command::*;
 use crate::snapshot::{HealthReading, HealthStatus};
+use crate::store::StateChange;
 
 fn backend(id: &str, port: u16, tags: &[&str]) -> Command {
     Command::AddBackend(NewBackend {
@@ -306,4 +307,27 @@ fn revert_puts_back_what_a_command_changed() {
             &a1
         ));
     }
+}
+
+#[test]
+fn last_changes_name_every_touched_record() {
+    let mut r = seeded();
+    r.apply(Command::DeleteBackend {
+        id: "b1".into(),
+        force: false,
+    })
+    .unwrap();
+    assert_eq!(
+        r.last_changes(),
+        vec![StateChange::DeleteBackend(BackendId::parse("b1").unwrap())]
+    );
+    r.apply(domain("new.example.com", "a")).unwrap();
+    let changes = r.last_changes();
+    assert!(
+        matches!(&changes[..], [StateChange::PutDomain(d)] if d.domain.as_str() == "new.example.com")
+    );
+    let mut replayed = seeded().state();
+    replayed.apply([StateChange::DeleteBackend(BackendId::parse("b1").unwrap())]);
+    replayed.apply(changes);
+    assert_eq!(replayed, r.state());
 }
