@@ -4,6 +4,30 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// String conversions shared by the validated name types: serde goes through `parse`.
+macro_rules! validated_name {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(raw: String) -> Result<Self, String> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// Highest weight a backend may carry within its pool.
 pub const MAX_WEIGHT: u32 = 1000;
 
@@ -56,24 +80,7 @@ impl DomainName {
     }
 }
 
-impl TryFrom<String> for DomainName {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<DomainName> for String {
-    fn from(d: DomainName) -> String {
-        d.0
-    }
-}
-
-impl fmt::Display for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+validated_name!(DomainName);
 
 // === impl Tag ===
 
@@ -85,18 +92,7 @@ pub struct Tag(String);
 impl Tag {
     /// Validates a tag: 1..=64 characters of `[A-Za-z0-9._-]`.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if ok {
-            Ok(Self(raw.to_string()))
-        } else {
-            Err(format!(
-                "tag '{raw}' is invalid (use 1-64 characters of letters, digits, '-', '_', '.')"
-            ))
-        }
+        check_label(raw, 64, "tag").map(Self)
     }
 
     /// The tag text.
@@ -105,24 +101,7 @@ impl Tag {
     }
 }
 
-impl TryFrom<String> for Tag {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<Tag> for String {
-    fn from(t: Tag) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+validated_name!(Tag);
 
 // === impl BackendId ===
 
@@ -134,18 +113,7 @@ pub struct BackendId(String);
 impl BackendId {
     /// Validates an id: 1..=128 characters of `[A-Za-z0-9._-]`.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 128
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if ok {
-            Ok(Self(raw.to_string()))
-        } else {
-            Err(format!(
-                "backend id '{raw}' is invalid (use 1-128 characters of letters, digits, '-', '_', '.')"
-            ))
-        }
+        check_label(raw, 128, "backend id").map(Self)
     }
 
     /// The id text.
@@ -154,22 +122,21 @@ impl BackendId {
     }
 }
 
-impl TryFrom<String> for BackendId {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
-    }
-}
+validated_name!(BackendId);
 
-impl From<BackendId> for String {
-    fn from(t: BackendId) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for BackendId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// A tag or id: 1..=`max` characters of `[A-Za-z0-9._-]`.
+fn check_label(raw: &str, max: usize, what: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= max
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(format!(
+            "{what} '{raw}' is invalid (use 1-{max} characters of letters, digits, '-', '_', '.')"
+        ))
     }
 }
 
