@@ -48,6 +48,11 @@ fn bench(c: &mut Criterion) {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(text, || g.bench_function("text", |b| b.iter(event)));
+    let lean = tracing_subscriber::fmt()
+        .with_writer(Discard)
+        .event_format(pingora_vhost::telemetry::LeanText)
+        .finish();
+    tracing::subscriber::with_default(lean, || g.bench_function("text_lean", |b| b.iter(event)));
     let json = tracing_subscriber::fmt()
         .with_writer(Discard)
         .json()

@@ -1,7 +1,10 @@
 //! Logging setup: level (RUST_LOG overrides), text or JSON lines, console or daily rolling files,
 //! always through a buffered background writer so the request path never waits on I/O.
 
+mod format;
 mod sink;
+
+pub use format::LeanText;
 
 use crate::config::{LogFormat, LogOutput, LoggingConfig};
 use sink::{BufferedSink, SinkGuard};
@@ -35,7 +38,7 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
         .with_writer(writer)
         .with_ansi(false);
     let result = match cfg.format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.event_format(LeanText).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -250,7 +250,7 @@ async fn file_output_writes_rolling_files() {
     ))
     .await;
     p.get("app.test", "/written").await;
-    let text = wait_for_file_text(logs.path(), "path=\"/written\"");
+    let text = wait_for_file_text(logs.path(), "path=/written");
     assert!(text.contains("pingora-vhost started"), "{text}");
     let names: Vec<String> = std::fs::read_dir(logs.path())
         .unwrap()
