@@ -55,3 +55,22 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
 pub fn flush() {
     drop(GUARD.lock().unwrap_or_else(|e| e.into_inner()).take());
 }
+
+#[cfg(test)]
+mod test_support {
+    use std::sync::{Arc, Mutex};
+
+    /// A writer that keeps what is written, for tests of the log formats and sink.
+    #[derive(Clone, Default)]
+    pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
