@@ -245,6 +245,11 @@ impl Proxy {
         start.elapsed()
     }
 
+    /// The running process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Kills the process at once.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
