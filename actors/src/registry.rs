@@ -233,9 +233,14 @@ impl Registry {
         self.backend_record(id).map(|b| self.view(b))
     }
 
-    /// Ids and configured addresses of every backend.
-    pub fn backend_addresses(&self) -> impl Iterator<Item = (&BackendId, &str)> + '_ {
-        self.backends.iter().map(|(id, b)| (id, b.address.as_str()))
+    /// Ids of every backend, sorted.
+    pub fn backend_ids(&self) -> impl Iterator<Item = &BackendId> + '_ {
+        self.backends.keys()
+    }
+
+    /// A backend's configured `host:port`.
+    pub fn backend_address(&self, id: &BackendId) -> Option<&str> {
+        self.backends.get(id).map(|b| b.address.as_str())
     }
 
     /// The request-path view of a backend.

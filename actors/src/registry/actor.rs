@@ -118,11 +118,7 @@ impl Actor for RegistryActor {
         myself: ActorRef<Self::Msg>,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
-        let ids: Vec<BackendId> = state
-            .registry
-            .backend_addresses()
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<BackendId> = state.registry.backend_ids().cloned().collect();
         for id in ids {
             state.start_probe(&myself, &id).await;
         }
@@ -255,10 +251,7 @@ impl RegistryState {
         };
         let (Some(target), Some(host)) = (
             self.registry.upstream(id).cloned(),
-            self.registry
-                .backend_addresses()
-                .find(|(b, _)| *b == id)
-                .map(|(_, a)| a.to_string()),
+            self.registry.backend_address(id).map(str::to_string),
         ) else {
             return;
         };
