@@ -91,6 +91,7 @@ pub struct RequestCtx {
     attempts: usize,
     /// A backend sent a response header.
     from_backend: bool,
+    /// The id this proxy gave the request (when the client sent none).
     request_id: Option<String>,
     body_bytes: u64,
     start: Instant,
@@ -180,7 +181,7 @@ impl ProxyHttp for VhostProxy {
             }
             Listener::Plain { .. } => {}
         }
-        if !route.pool.has_routable() {
+        if !route.pool.has_routable(|_| false) {
             ctx.route = Some(route);
             respond(session, 503, Bytes::from_static(NO_BACKEND_BODY.as_bytes())).await?;
             return Ok(true);
@@ -247,12 +248,10 @@ impl ProxyHttp for VhostProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.record_failure(ctx);
-        let another = ctx.route.as_ref().is_some_and(|r| {
-            r.pool
-                .members()
-                .iter()
-                .any(|b| b.health.is_routable() && !ctx.was_tried(b))
-        });
+        let another = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.pool.has_routable(|b| ctx.was_tried(b)));
         if ctx.attempts < MAX_ATTEMPTS && another {
             e.set_retry(true);
         }
@@ -300,17 +299,10 @@ impl ProxyHttp for VhostProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        match upstream
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(id) => ctx.request_id = Some(id.to_string()),
-            None => {
-                let id = new_request_id();
-                upstream.insert_header("x-request-id", &id)?;
-                ctx.request_id = Some(id);
-            }
+        if client_request_id(upstream).is_none() {
+            let id = new_request_id();
+            upstream.insert_header("x-request-id", &id)?;
+            ctx.request_id = Some(id);
         }
         // Absolute-form targets (Pingora has checked them against Host) go upstream in
         // origin form.
@@ -389,14 +381,11 @@ impl ProxyHttp for VhostProxy {
             return;
         }
         let req = session.req_header();
-        let request_id = match ctx.request_id.take() {
-            Some(id) => id,
-            None => req
-                .headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(new_request_id, str::to_string),
-        };
+        let request_id = ctx
+            .request_id
+            .take()
+            .or_else(|| client_request_id(req).map(str::to_string))
+            .unwrap_or_else(new_request_id);
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -429,6 +418,11 @@ impl VhostProxy {
             );
         }
     }
+}
+
+/// The `X-Request-Id` the client sent, if any.
+fn client_request_id(req: &RequestHeader) -> Option<&str> {
+    req.headers.get("x-request-id")?.to_str().ok()
 }
 
 /// A process-unique request id: a random-per-start prefix and a counter, as 16 hex digits.

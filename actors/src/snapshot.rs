@@ -186,9 +186,11 @@ impl BackendPool {
         &self.members
     }
 
-    /// Whether the pool has a backend that is not marked unhealthy.
-    pub fn has_routable(&self) -> bool {
-        self.members.iter().any(|b| b.health.is_routable())
+    /// Whether the pool has a backend that is not marked unhealthy and that `skip` accepts.
+    pub fn has_routable(&self, skip: impl Fn(&UpstreamBackend) -> bool) -> bool {
+        self.members
+            .iter()
+            .any(|b| b.health.is_routable() && !skip(b))
     }
 
     /// Next backend by weighted round robin, skipping unhealthy ones and those `skip` rejects.
