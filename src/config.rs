@@ -350,8 +350,8 @@ pub struct Config {
     pub unhealthy_threshold: u32,
     /// Domains and backends to seed the registry with when there is no state file.
     pub seed: PersistedState,
-    /// Settings this build accepts but does not act on yet, one line each.
-    pub not_yet_supported: Vec<String>,
+    /// Settings accepted but without effect here (e.g. ACME without an HTTPS listener), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// A `[[certificates]]` entry.
@@ -406,7 +406,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
 
 fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     let mut errs = Vec::new();
-    let mut later = Vec::new();
+    let mut warnings = Vec::new();
     let addr = |key: &str, v: &str, errs: &mut Vec<String>| match v.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -435,7 +435,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
                     .into(),
             );
         } else {
-            later.push(
+            warnings.push(
                 "proxy.listen_addr: the HTTPS listener is not supported yet; not listening on it"
                     .into(),
             );
@@ -510,7 +510,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
             None => None,
         };
         if p.listen_addr.is_none() {
-            later.push("lets_encrypt: no HTTPS listener (proxy.listen_addr), so no certificates are ordered".into());
+            warnings.push("lets_encrypt: no HTTPS listener (proxy.listen_addr), so no certificates are ordered".into());
         }
         let directory_url = le.directory_url.clone().unwrap_or_else(|| {
             if le.staging {
@@ -551,7 +551,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
         }
     }
     if (!f.certificates.is_empty()) && p.listen_addr.is_none() {
-        later.push(
+        warnings.push(
             "certificates: no HTTPS listener (proxy.listen_addr), so they are not served".into(),
         );
     }
@@ -729,7 +729,7 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
             domains,
             backends,
         },
-        not_yet_supported: later,
+        warnings,
     })
 }
 

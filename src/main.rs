@@ -89,7 +89,7 @@ fn merge(a: RunFlags, b: RunFlags) -> RunFlags {
 
 fn check(path: &std::path::Path) -> Result<(), Vec<String>> {
     let cfg = pingora_vhost::config::load(path)?;
-    for note in &cfg.not_yet_supported {
+    for note in &cfg.warnings {
         eprintln!("warning: {note}");
     }
     println!(

@@ -53,7 +53,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         daemonize(&cfg)?;
     }
     telemetry::init(&cfg.logging).map_err(|e| vec![e])?;
-    for note in &cfg.not_yet_supported {
+    for note in &cfg.warnings {
         tracing::warn!("{note}");
     }
 

@@ -111,12 +111,7 @@ fn later_sections_parse_and_validate() {
         "{MINIMAL}\n[lets_encrypt]\nemail = \"a@b.c\"\ncache_dir = \"/tmp/x\"\n\n[metrics]\nlisten_addr = \"127.0.0.1:9090\"\n"
     );
     let c = parse(&ok).unwrap();
-    assert_eq!(
-        c.not_yet_supported.len(),
-        1,
-        "no HTTPS listener: {:?}",
-        c.not_yet_supported
-    );
+    assert_eq!(c.warnings.len(), 1, "no HTTPS listener: {:?}", c.warnings);
     assert_eq!(
         c.acme.as_ref().unwrap().directory_url,
         vhost_actors::cert::LETS_ENCRYPT_PRODUCTION
