@@ -61,8 +61,8 @@ async fn failing_health_endpoint_ejects_and_recovery_restores() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_and_refusing_backends_become_unhealthy_and_come_back() {
     let (hang_addr, _hang) = hanging_origin().await;
-    let refused_port = free_port();
-    let refused: std::net::SocketAddr = format!("127.0.0.1:{refused_port}").parse().unwrap();
+    let refused_guard = RefusedAddr::new();
+    let refused = refused_guard.addr;
     let steady = Origin::start("ok").await;
     let p = Proxy::start(&format!(
         "{}{}{}{}{}",
@@ -81,6 +81,7 @@ async fn hanging_and_refusing_backends_become_unhealthy_and_come_back() {
         assert_eq!(p.backend_for("app.example.test").await, "ok");
     }
     // The refusing backend starts listening: the probe brings it back.
+    drop(refused_guard);
     let _back = FlakyOrigin::start_on(refused, "refused").await;
     wait_for_health(&p, "refused", "healthy", WITHIN).await;
 }
@@ -152,7 +153,8 @@ async fn probes_follow_backend_changes() {
     };
     assert_eq!(probes(&p).await, 1);
 
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead_guard = RefusedAddr::new();
+    let dead = dead_guard.addr.to_string();
     let (s, _) = call(
         Method::POST,
         &p.api("/backends"),

@@ -44,7 +44,8 @@ fn has(text: &str, line: &str) {
 async fn counters_histograms_and_stats_match_known_traffic() {
     let ok = status_origin().await;
     let b = Origin::start("b1").await;
-    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead_guard = RefusedAddr::new();
+    let dead = dead_guard.addr;
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let p = Proxy::start(&format!(
         "[metrics]\nlisten_addr = \"{metrics_addr}\"\n\n[health_check]\nenabled = false\n\n{}{}{}{}{}{}{}",

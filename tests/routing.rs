@@ -126,10 +126,10 @@ async fn round_robin_over_the_tag_pool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_failure_retries_another_backend() {
     let a1 = Origin::start("a1").await;
-    let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead = RefusedAddr::new();
     let p = Proxy::start(&format!(
         "{}{}{}",
-        backend_toml("dead", dead, &["a"]),
+        backend_toml("dead", dead.addr, &["a"]),
         backend_toml("a1", a1.addr, &["a"]),
         vhost_toml("app.example.test", "a"),
     ))

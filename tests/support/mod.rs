@@ -24,6 +24,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An address that refuses every connection for as long as this value lives: the port is bound
+/// (so no other test or proxy can take it) but never listened on, so a connect gets a reset.
+pub struct RefusedAddr {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl RefusedAddr {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        RefusedAddr {
+            addr,
+            _socket: socket,
+        }
+    }
+}
+
 // === origins ===
 
 /// A real HTTP origin that answers JSON naming itself and echoing the request.
