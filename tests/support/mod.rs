@@ -161,36 +161,56 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with extra keys in `[proxy]`.
     pub async fn start_with(proxy_keys: &str, extra: &str) -> Proxy {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        Self::start_on(http, proxy_keys, extra).await
+        Self::launch(None, proxy_keys, extra).await
     }
 
     /// Like [`Proxy::start_with`], on a given plain-HTTP address.
     pub async fn start_on(http: SocketAddr, proxy_keys: &str, extra: &str) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(
-            &config_path,
-            config_text_with(http, admin, proxy_keys, extra),
-        )
-        .unwrap();
-        let mut p = Proxy {
-            dir,
-            http,
-            admin,
-            config_path,
-            child: None,
-        };
-        p.spawn(&[]).await;
-        p
+        Self::launch(Some(http), proxy_keys, extra).await
+    }
+
+    /// Starts the proxy on fresh ports (or the given HTTP address). Tests run in parallel, so a
+    /// port found free can be taken before the child binds it: then it starts again on others.
+    async fn launch(http: Option<SocketAddr>, proxy_keys: &str, extra: &str) -> Proxy {
+        for attempt in 1.. {
+            let http =
+                http.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let config_path = dir.path().join("config.toml");
+            std::fs::write(
+                &config_path,
+                config_text_with(http, admin, proxy_keys, extra),
+            )
+            .unwrap();
+            let mut p = Proxy {
+                dir,
+                http,
+                admin,
+                config_path,
+                child: None,
+            };
+            match p.try_spawn(&[]).await {
+                Ok(()) => return p,
+                Err(log) if attempt < 5 && log.contains("cannot listen on") => continue,
+                Err(log) => panic!("proxy exited early:\n{log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// Starts the binary again with the same config and directory (after `stop`).
     pub async fn spawn(&mut self, extra_args: &[&str]) {
+        if let Err(log) = self.try_spawn(extra_args).await {
+            panic!("proxy exited early:\n{log}");
+        }
+    }
+
+    /// Starts the binary and waits until it serves; `Err` with its output if it exits first.
+    async fn try_spawn(&mut self, extra_args: &[&str]) -> Result<(), String> {
         let child = self.command(extra_args).spawn().unwrap();
         self.child = Some(child);
-        self.wait_ready().await;
+        self.wait_ready().await
     }
 
     /// The `run` command for this proxy, not yet started.
@@ -228,12 +248,13 @@ impl Proxy {
         self.dir.path().join("state/state.json")
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("http://{}/api/v1/health", self.admin);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("proxy exited early ({status}):\n{}", self.log());
+                self.child = None;
+                return Err(format!("({status})\n{}", self.log()));
             }
             let ready = reqwest::get(&url)
                 .await
@@ -241,7 +262,7 @@ impl Proxy {
                 .unwrap_or(false)
                 && std::net::TcpStream::connect(self.http).is_ok();
             if ready {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
