@@ -2,8 +2,10 @@
 //! connect-failure retries, forwarding headers and the access log. It never awaits an actor.
 
 mod host;
+mod text;
 
 pub use host::normalize_host;
+use text::{IpText, RequestId};
 
 use crate::config::Limits;
 use crate::tls::client_sni;
@@ -92,7 +94,7 @@ pub struct RequestCtx {
     /// A backend sent a response header.
     from_backend: bool,
     /// The id this proxy gave the request (when the client sent none).
-    request_id: Option<String>,
+    request_id: Option<RequestId>,
     body_bytes: u64,
     start: Instant,
     _in_flight: InFlight,
@@ -300,8 +302,8 @@ impl ProxyHttp for VhostProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if client_request_id(upstream).is_none() {
-            let id = new_request_id();
-            upstream.insert_header("x-request-id", &id)?;
+            let id = RequestId::next();
+            upstream.insert_header("x-request-id", id.as_str())?;
             ctx.request_id = Some(id);
         }
         // Absolute-form targets (Pingora has checked them against Host) go upstream in
@@ -320,15 +322,17 @@ impl ProxyHttp for VhostProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
         {
-            let xff = match upstream.headers.get("x-forwarded-for").map(|v| v.to_str()) {
-                Some(Ok(prev)) => format!("{prev}, {ip}"),
-                _ => ip.to_string(),
-            };
-            upstream.insert_header("x-forwarded-for", xff)?;
+            let ip = IpText::new(ip);
+            match upstream.headers.get("x-forwarded-for").map(|v| v.to_str()) {
+                Some(Ok(prev)) => {
+                    let xff = format!("{prev}, {}", ip.as_str());
+                    upstream.insert_header("x-forwarded-for", xff)?
+                }
+                _ => upstream.insert_header("x-forwarded-for", ip.as_str())?,
+            }
         }
         upstream.insert_header("x-forwarded-proto", self.proto)?;
         if let Some(host) = request_host(session.req_header()) {
-            let host = host.to_string();
             upstream.insert_header("x-forwarded-host", host)?;
         }
         Ok(())
@@ -381,15 +385,20 @@ impl ProxyHttp for VhostProxy {
             return;
         }
         let req = session.req_header();
-        let request_id = ctx
-            .request_id
-            .take()
-            .or_else(|| client_request_id(req).map(str::to_string))
-            .unwrap_or_else(new_request_id);
+        // Ours (sent upstream), else the client's, else a fresh one (never proxied).
+        let fresh;
+        let request_id = match (&ctx.request_id, client_request_id(req)) {
+            (Some(id), _) => id.as_str(),
+            (None, Some(client)) => client,
+            (None, None) => {
+                fresh = RequestId::next();
+                fresh.as_str()
+            }
+        };
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+            .map(|a| IpText::new(a.ip()));
         tracing::info!(
             target: "access",
             request_id,
@@ -400,7 +409,7 @@ impl ProxyHttp for VhostProxy {
             path = req.uri.path(),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            client_ip = client_ip.map(tracing::field::display),
+            client_ip = client_ip.as_ref().map_or("-", IpText::as_str),
             retries = ctx.attempts.saturating_sub(1),
         );
     }
@@ -423,18 +432,6 @@ impl VhostProxy {
 /// The `X-Request-Id` the client sent, if any.
 fn client_request_id(req: &RequestHeader) -> Option<&str> {
     req.headers.get("x-request-id")?.to_str().ok()
-}
-
-/// A process-unique request id: a random-per-start prefix and a counter, as 16 hex digits.
-fn new_request_id() -> String {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
-    let next = NEXT.get_or_init(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        std::sync::atomic::AtomicU64::new(seed.rotate_left(24) ^ u64::from(std::process::id()))
-    });
-    format!("{:016x}", next.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The request's host: the authority of an absolute-form target, else the `Host` header.

@@ -282,6 +282,9 @@ fn server_conf(cfg: &Config) -> ServerConf {
         upgrade_sock: format!("/tmp/pingora-vhost-{key}.upgrade.sock"),
         grace_period_seconds: Some(cfg.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One current-thread runtime per worker: a connection stays on the thread that
+        // accepted it (no cross-thread wake-ups), as in nginx's worker model.
+        work_stealing: false,
         ..ServerConf::default()
     }
 }

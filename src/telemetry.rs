@@ -1,9 +1,11 @@
 //! Logging setup: level (RUST_LOG overrides), text or JSON lines, console or daily rolling files,
 //! always through a buffered background writer so the request path never waits on I/O.
 
+mod clock;
 mod format;
 mod sink;
 
+pub use clock::FastTime;
 pub use format::LeanText;
 
 use crate::config::{LogFormat, LogOutput, LoggingConfig};
@@ -36,6 +38,7 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_timer(FastTime)
         .with_ansi(false);
     let result = match cfg.format {
         LogFormat::Text => builder.event_format(LeanText).try_init(),

@@ -2,12 +2,13 @@
 //! (`<time>  INFO target: message k=v ...`) without ANSI handling or span context, and with
 //! plain strings written as they are (quoted only when they need it).
 
+use super::clock::FastTime;
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -25,7 +26,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        SystemTime.format_time(&mut writer)?;
+        FastTime.format_time(&mut writer)?;
         // Records bridged from the `log` crate (Pingora's) carry their real target here.
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
@@ -107,7 +108,7 @@ impl Visit for Fields<'_, '_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         if self.result.is_ok() {
-            self.result = self.key(field).and_then(|_| write!(self.w, "{value:.3}"));
+            self.result = self.key(field).and_then(|_| write_f64_3(self.w, value));
         }
     }
 
@@ -116,6 +117,19 @@ impl Visit for Fields<'_, '_> {
             self.result = self.key(field).and_then(|_| write!(self.w, "{value:?}"));
         }
     }
+}
+
+/// `value` with three decimals (`{:.3}`), by integer arithmetic for the usual durations.
+fn write_f64_3(w: &mut Writer<'_>, value: f64) -> fmt::Result {
+    if !(0.0..1e12).contains(&value) {
+        return write!(w, "{value:.3}");
+    }
+    let thousandths = (value * 1000.0).round() as u64;
+    let mut digits = itoa::Buffer::new();
+    w.write_str(digits.format(thousandths / 1000))?;
+    w.write_char('.')?;
+    // 1000 + frac has four digits: skip the leading 1 for zero padding.
+    w.write_str(&digits.format(1000 + thousandths % 1000)[1..])
 }
 
 #[cfg(test)]
@@ -141,5 +155,20 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn three_decimals_like_std() {
+        for v in [
+            0.0, 0.0004, 0.0005, 0.012, 0.734, 1.0, 9.9999, 12.3456, 1234.5, -1.5, 1e13,
+        ] {
+            let mut s = String::new();
+            write_f64_3(&mut Writer::new(&mut s), v).unwrap();
+            let std = format!("{v:.3}");
+            // Halfway cases may round either way; the value must agree to the last digit.
+            let (a, b): (f64, f64) = (s.parse().unwrap(), std.parse().unwrap());
+            assert!((a - b).abs() <= 0.001 + f64::EPSILON, "{v}: {s} vs {std}");
+            assert_eq!(s.len(), std.len(), "{v}: {s} vs {std}");
+        }
     }
 }
