@@ -428,19 +428,6 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
     if p.listen_addr.is_none() && p.listen_addr_http.is_none() {
         errs.push("proxy: set listen_addr_http or listen_addr (at least one listener)".into());
     }
-    if listen_https.is_some() {
-        if p.listen_addr_http.is_none() {
-            errs.push(
-                "proxy.listen_addr: the HTTPS listener is not supported yet; set listen_addr_http"
-                    .into(),
-            );
-        } else {
-            warnings.push(
-                "proxy.listen_addr: the HTTPS listener is not supported yet; not listening on it"
-                    .into(),
-            );
-        }
-    }
     let admin_addr = addr(
         "proxy.management_api_addr",
         &p.management_api_addr,
@@ -511,6 +498,8 @@ fn validate(f: ConfigFile) -> Result<Config, Vec<String>> {
         };
         if p.listen_addr.is_none() {
             warnings.push("lets_encrypt: no HTTPS listener (proxy.listen_addr), so no certificates are ordered".into());
+        } else if p.listen_addr_http.is_none() {
+            errs.push("lets_encrypt: HTTP-01 challenges are answered on the plain-HTTP listener: set proxy.listen_addr_http (port 80 for Let's Encrypt)".into());
         }
         let directory_url = le.directory_url.clone().unwrap_or_else(|| {
             if le.staging {

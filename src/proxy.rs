@@ -11,7 +11,7 @@ use crate::config::Limits;
 use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::header::{self, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -331,8 +331,14 @@ impl ProxyHttp for VhostProxy {
                 _ => upstream.insert_header("x-forwarded-for", ip.as_str())?,
             }
         }
-        upstream.insert_header("x-forwarded-proto", self.proto)?;
-        if let Some(host) = request_host(session.req_header()) {
+        upstream.insert_header("x-forwarded-proto", HeaderValue::from_static(self.proto))?;
+        // The client's Host value as it is (a shared buffer, no copy), or the authority of an
+        // absolute-form target.
+        let host = match session.req_header().uri.authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => upstream.headers.get(header::HOST).cloned(),
+        };
+        if let Some(host) = host {
             upstream.insert_header("x-forwarded-host", host)?;
         }
         Ok(())

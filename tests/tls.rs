@@ -318,6 +318,34 @@ async fn http_to_https_redirects_with_port_path_and_query() {
     assert_eq!(s.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn https_only_listener_serves_without_a_plain_one() {
+    let a = Origin::start("a1").await;
+    let https = free_addr();
+    let extra = format!(
+        "{}{}",
+        backend_toml("a1", a.addr, &["a"]),
+        vhost_toml("app.test", "a")
+    );
+    let p = Proxy::start_config(https, &|admin| {
+        format!(
+            "[proxy]\nlisten_addr = \"{https}\"\nmanagement_api_addr = \"{admin}\"\n\n\
+             [state]\npath = \"state/state.json\"\n\n{extra}"
+        )
+    })
+    .await;
+    let r = tls_get(https, "app.test", "app.test", "/only-tls")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(r#""backend":"a1""#), "{}", r.body);
+    assert_eq!(
+        cert_of(&certificates(&p).await, "app.test")["source"],
+        "self-signed"
+    );
+    assert!(!p.log().contains("not supported"), "{}", p.log());
+}
+
 #[test]
 fn unreadable_or_mismatched_certificate_files_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -119,3 +119,21 @@ fn later_sections_parse_and_validate() {
     assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(parse(MINIMAL).unwrap().metrics_addr, None);
 }
+
+#[test]
+fn https_only_is_valid_but_acme_needs_the_plain_listener() {
+    let https_only = MINIMAL.replace(
+        "listen_addr_http = \"127.0.0.1:8000\"",
+        "listen_addr = \"127.0.0.1:8443\"",
+    );
+    let c = parse(&https_only).unwrap();
+    assert_eq!(c.listen_https, Some("127.0.0.1:8443".parse().unwrap()));
+    assert_eq!(c.listen_http, None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let errs = parse(&format!(
+        "{https_only}\n[lets_encrypt]\nemail = \"a@b.c\"\ncache_dir = \"/tmp/x\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("listen_addr_http"), "{errs:?}");
+}

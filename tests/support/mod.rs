@@ -161,28 +161,39 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with extra keys in `[proxy]`.
     pub async fn start_with(proxy_keys: &str, extra: &str) -> Proxy {
-        Self::launch(None, proxy_keys, extra).await
+        Self::launch(None, &|http, admin| {
+            config_text_with(http, admin, proxy_keys, extra)
+        })
+        .await
     }
 
     /// Like [`Proxy::start_with`], on a given plain-HTTP address.
     pub async fn start_on(http: SocketAddr, proxy_keys: &str, extra: &str) -> Proxy {
-        Self::launch(Some(http), proxy_keys, extra).await
+        Self::launch(Some(http), &|http, admin| {
+            config_text_with(http, admin, proxy_keys, extra)
+        })
+        .await
+    }
+
+    /// Starts the proxy with a whole config of its own, `config(admin_addr)`; `listen` is the
+    /// proxy listener that must accept connections before the start counts as done.
+    pub async fn start_config(listen: SocketAddr, config: &dyn Fn(SocketAddr) -> String) -> Proxy {
+        Self::launch(Some(listen), &|_, admin| config(admin)).await
     }
 
     /// Starts the proxy on fresh ports (or the given HTTP address). Tests run in parallel, so a
     /// port found free can be taken before the child binds it: then it starts again on others.
-    async fn launch(http: Option<SocketAddr>, proxy_keys: &str, extra: &str) -> Proxy {
+    async fn launch(
+        http: Option<SocketAddr>,
+        config: &dyn Fn(SocketAddr, SocketAddr) -> String,
+    ) -> Proxy {
         for attempt in 1.. {
             let http =
                 http.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
             let dir = tempfile::tempdir().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let config_path = dir.path().join("config.toml");
-            std::fs::write(
-                &config_path,
-                config_text_with(http, admin, proxy_keys, extra),
-            )
-            .unwrap();
+            std::fs::write(&config_path, config(http, admin)).unwrap();
             let mut p = Proxy {
                 dir,
                 http,
