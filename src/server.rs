@@ -284,7 +284,7 @@ fn server_conf(cfg: &Config) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(1),
         // One current-thread runtime per worker: a connection stays on the thread that
         // accepted it (no cross-thread wake-ups), as in nginx's worker model.
-        work_stealing: std::env::var("PV_STEAL").is_ok(),
+        work_stealing: false,
         ..ServerConf::default()
     }
 }
