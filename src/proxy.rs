@@ -8,6 +8,7 @@ pub use host::normalize_host;
 use text::{IpText, RequestId};
 
 use crate::config::Limits;
+use crate::telemetry::access::AccessRecord;
 use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -405,19 +406,18 @@ impl ProxyHttp for VhostProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| IpText::new(a.ip()));
-        tracing::info!(
-            target: "access",
+        crate::telemetry::access::write(&AccessRecord {
             request_id,
-            domain = route.map_or(UNKNOWN, |r| r.domain.as_str()),
-            tag = route.map_or("-", |r| r.tag.as_str()),
-            backend = ctx.backend.as_deref().map_or("-", |b| &*b.id),
-            method = req.method.as_str(),
-            path = req.uri.path(),
+            domain: route.map_or(UNKNOWN, |r| r.domain.as_str()),
+            tag: route.map_or("-", |r| r.tag.as_str()),
+            backend: ctx.backend.as_deref().map_or("-", |b| &*b.id),
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            client_ip = client_ip.as_ref().map_or("-", IpText::as_str),
-            retries = ctx.attempts.saturating_sub(1),
-        );
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            client_ip: client_ip.as_ref().map_or("-", IpText::as_str),
+            retries: ctx.attempts.saturating_sub(1) as u64,
+        });
     }
 }
 

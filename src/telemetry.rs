@@ -1,6 +1,7 @@
 //! Logging setup: level (RUST_LOG overrides), text or JSON lines, console or daily rolling files,
 //! always through a buffered background writer so the request path never waits on I/O.
 
+pub mod access;
 mod clock;
 mod format;
 mod sink;
@@ -35,6 +36,7 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
             BufferedSink::start(appender)
         }
     };
+    access::install(writer.clone(), cfg.format);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

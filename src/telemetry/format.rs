@@ -77,15 +77,10 @@ impl Visit for Fields<'_, '_> {
             return;
         }
         self.result = self.key(field).and_then(|_| {
-            let plain = field.name() == "message"
-                || !value.is_empty()
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b'=');
-            if plain {
+            if field.name() == "message" {
                 self.w.write_str(value)
             } else {
-                write!(self.w, "{value:?}")
+                write_text_value(self.w, value)
             }
         });
     }
@@ -119,8 +114,21 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
+/// A field value: as it is when it is plain, else quoted and escaped.
+pub(super) fn write_text_value(w: &mut Writer<'_>, value: &str) -> fmt::Result {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b'=');
+    if plain {
+        w.write_str(value)
+    } else {
+        write!(w, "{value:?}")
+    }
+}
+
 /// `value` with three decimals (`{:.3}`), by integer arithmetic for the usual durations.
-fn write_f64_3(w: &mut Writer<'_>, value: f64) -> fmt::Result {
+pub(super) fn write_f64_3(w: &mut Writer<'_>, value: f64) -> fmt::Result {
     if !(0.0..1e12).contains(&value) {
         return write!(w, "{value:.3}");
     }
