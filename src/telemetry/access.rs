@@ -28,6 +28,20 @@ pub struct AccessRecord<'a> {
     pub retries: u64,
 }
 
+impl<'a> AccessRecord<'a> {
+    /// The text-valued fields in line order (numbers and the client address follow).
+    fn text_fields(&self) -> [(&'static str, &'a str); 6] {
+        [
+            ("request_id", self.request_id),
+            ("domain", self.domain),
+            ("tag", self.tag),
+            ("backend", self.backend),
+            ("method", self.method),
+            ("path", self.path),
+        ]
+    }
+}
+
 struct AccessSink {
     sink: BufferedSink,
     format: LogFormat,
@@ -48,19 +62,7 @@ pub(super) fn install(sink: BufferedSink, format: LogFormat) {
 pub fn write(r: &AccessRecord<'_>) {
     let Some(out) = SINK.get() else {
         // No process-wide setup (a library user or a test): an ordinary tracing event.
-        tracing::info!(
-            target: "access",
-            request_id = r.request_id,
-            domain = r.domain,
-            tag = r.tag,
-            backend = r.backend,
-            method = r.method,
-            path = r.path,
-            status = r.status,
-            duration_ms = r.duration_ms,
-            client_ip = r.client_ip,
-            retries = r.retries,
-        );
+        event(r);
         return;
     };
     LINE.with(|line| {
@@ -74,18 +76,28 @@ pub fn write(r: &AccessRecord<'_>) {
     });
 }
 
+/// The record as a tracing event (target `access`, INFO).
+fn event(r: &AccessRecord<'_>) {
+    tracing::info!(
+        target: "access",
+        request_id = r.request_id,
+        domain = r.domain,
+        tag = r.tag,
+        backend = r.backend,
+        method = r.method,
+        path = r.path,
+        status = r.status,
+        duration_ms = r.duration_ms,
+        client_ip = r.client_ip,
+        retries = r.retries,
+    );
+}
+
 /// `<time>  INFO access: request_id=... domain=... ...`, as the lean text format writes it.
 pub fn text_line(out: &mut String, r: &AccessRecord<'_>) -> std::fmt::Result {
     FastTime.format_time(&mut Writer::new(out))?;
     out.push_str("  INFO access:");
-    for (key, value) in [
-        ("request_id", r.request_id),
-        ("domain", r.domain),
-        ("tag", r.tag),
-        ("backend", r.backend),
-        ("method", r.method),
-        ("path", r.path),
-    ] {
+    for (key, value) in r.text_fields() {
         out.push(' ');
         out.push_str(key);
         out.push('=');
@@ -110,14 +122,7 @@ pub fn json_line(out: &mut String, r: &AccessRecord<'_>) -> std::fmt::Result {
     out.push_str("{\"timestamp\":\"");
     FastTime.format_time(&mut Writer::new(out))?;
     out.push_str("\",\"level\":\"INFO\"");
-    for (key, value) in [
-        ("request_id", r.request_id),
-        ("domain", r.domain),
-        ("tag", r.tag),
-        ("backend", r.backend),
-        ("method", r.method),
-        ("path", r.path),
-    ] {
+    for (key, value) in r.text_fields() {
         json_str_field(out, key, value);
     }
     let mut digits = itoa::Buffer::new();
@@ -181,21 +186,7 @@ mod tests {
             .with_writer(move || w.clone())
             .with_timer(FastTime)
             .with_ansi(false);
-        let emit = || {
-            tracing::info!(
-                target: "access",
-                request_id = r.request_id,
-                domain = r.domain,
-                tag = r.tag,
-                backend = r.backend,
-                method = r.method,
-                path = r.path,
-                status = r.status,
-                duration_ms = r.duration_ms,
-                client_ip = r.client_ip,
-                retries = r.retries,
-            )
-        };
+        let emit = || event(r);
         if json {
             let s = builder
                 .json()
