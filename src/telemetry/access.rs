@@ -8,7 +8,6 @@ use super::clock::FastTime;
 use super::sink::BufferedSink;
 use crate::config::LogFormat;
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::sync::OnceLock;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
@@ -72,7 +71,7 @@ pub fn write(r: &AccessRecord<'_>) {
             LogFormat::Text => text_line(&mut line, r),
             LogFormat::Json => json_line(&mut line, r),
         };
-        let _ = out.sink.clone().write_all(line.as_bytes());
+        out.sink.push(line.as_bytes());
     });
 }
 

@@ -107,13 +107,14 @@ impl Drop for SinkGuard {
     }
 }
 
-impl Write for BufferedSink {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+impl BufferedSink {
+    /// Appends one line (or several) to the buffer.
+    pub fn push(&self, line: &[u8]) {
         let wake = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             if st.buf.len() + line.len() > DROP_AT {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                return Ok(line.len());
+                return;
             }
             let before = st.buf.len();
             st.buf.extend_from_slice(line);
@@ -122,6 +123,12 @@ impl Write for BufferedSink {
         if wake {
             self.shared.wake.notify_one();
         }
+    }
+}
+
+impl Write for BufferedSink {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.push(line);
         Ok(line.len())
     }
 
