@@ -164,6 +164,12 @@ async fn assert_unchanged(p: &Proxy, before: &Snapshot, what: &str) {
     );
 }
 
+/// The request got `status` with a JSON error and changed nothing, in memory or on disk.
+async fn assert_refused(p: &Proxy, before: &Snapshot, got: &(u16, Value), status: u16, what: &str) {
+    assert_error(got, status, what);
+    assert_unchanged(p, before, what).await;
+}
+
 /// Two origins, `a1` on tag `a` and `b1` on tag `b`, and `app.test` served by tag `a`.
 async fn ab_proxy() -> (Origin, Origin, Proxy) {
     let a = Origin::start("a1").await;
@@ -327,8 +333,7 @@ async fn domain_create_and_duplicate() {
             Some(json!({"domain": name, "enabled_backends_tag": "a"})),
         )
         .await;
-        assert_error(&got, 409, &format!("duplicate domain {name}"));
-        assert_unchanged(&p, &before, &format!("duplicate domain {name}")).await;
+        assert_refused(&p, &before, &got, 409, &format!("duplicate domain {name}")).await;
     }
     assert_eq!(p.backend_for("new.test").await, "b1");
 }
@@ -388,8 +393,7 @@ async fn domain_put_is_partial_and_tag_change_is_a_switch() {
         Some(json!({"enabled_backends_tag": "zzz", "http_to_https": true})),
     )
     .await;
-    assert_error(&got, 400, "PUT unknown tag with http_to_https");
-    assert_unchanged(&p, &before, "PUT unknown tag with http_to_https").await;
+    assert_refused(&p, &before, &got, 400, "PUT unknown tag with http_to_https").await;
     assert_eq!(p.backend_for("app.test").await, "b1");
 
     // An unknown domain: 404.
@@ -399,8 +403,7 @@ async fn domain_put_is_partial_and_tag_change_is_a_switch() {
         Some(json!({"http_to_https": true})),
     )
     .await;
-    assert_error(&got, 404, "PUT unknown domain");
-    assert_unchanged(&p, &before, "PUT unknown domain").await;
+    assert_refused(&p, &before, &got, 404, "PUT unknown domain").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -438,8 +441,7 @@ async fn domain_delete() {
     let before = snapshot(&p).await;
     for name in ["app.test", "never.test"] {
         let got = call(Method::DELETE, &p.api(&format!("/domains/{name}")), None).await;
-        assert_error(&got, 404, &format!("DELETE {name}"));
-        assert_unchanged(&p, &before, &format!("DELETE {name}")).await;
+        assert_refused(&p, &before, &got, 404, &format!("DELETE {name}")).await;
     }
 
     // The path name is normalised for DELETE too.
@@ -566,8 +568,7 @@ async fn switch_errors_change_nothing() {
         Some(json!({"new_tag": "b"})),
     )
     .await;
-    assert_error(&got, 404, "switch unknown domain");
-    assert_unchanged(&p, &before, "switch unknown domain").await;
+    assert_refused(&p, &before, &got, 404, "switch unknown domain").await;
     let got = send(
         Method::POST,
         &p.api("/domains/nope.test/switch"),
@@ -576,8 +577,7 @@ async fn switch_errors_change_nothing() {
         None,
     )
     .await;
-    assert_error(&got, 404, "empty switch unknown domain");
-    assert_unchanged(&p, &before, "empty switch unknown domain").await;
+    assert_refused(&p, &before, &got, 404, "empty switch unknown domain").await;
 
     // Neither a previous tag nor a/b to toggle between.
     let got = send(
@@ -588,8 +588,7 @@ async fn switch_errors_change_nothing() {
         None,
     )
     .await;
-    assert_error(&got, 409, "empty switch on stable");
-    assert_unchanged(&p, &before, "empty switch on stable").await;
+    assert_refused(&p, &before, &got, 409, "empty switch on stable").await;
 
     // A non-empty body that is not JSON.
     let got = send(
@@ -600,11 +599,9 @@ async fn switch_errors_change_nothing() {
         None,
     )
     .await;
-    assert_error(&got, 415, "switch with text/plain");
-    assert_unchanged(&p, &before, "switch with text/plain").await;
+    assert_refused(&p, &before, &got, 415, "switch with text/plain").await;
     let got = send(Method::POST, &app_switch, None, r#"{"new_tag": "b"}"#, None).await;
-    assert_error(&got, 415, "switch without content type");
-    assert_unchanged(&p, &before, "switch without content type").await;
+    assert_refused(&p, &before, &got, 415, "switch without content type").await;
 
     // Malformed, mistyped or unknown fields.
     for (body, what) in [
@@ -615,8 +612,7 @@ async fn switch_errors_change_nothing() {
         (r#"{"new_tag": "bad tag"}"#, "invalid tag"),
     ] {
         let got = send_json_text(Method::POST, &app_switch, body).await;
-        assert_error(&got, 400, &format!("switch {what}"));
-        assert_unchanged(&p, &before, &format!("switch {what}")).await;
+        assert_refused(&p, &before, &got, 400, &format!("switch {what}")).await;
     }
 
     assert_eq!(p.backend_for("app.test").await, "a1");
@@ -663,8 +659,7 @@ async fn json_arrays_are_not_accepted_as_objects() {
     ] {
         let what = format!("{method} {path} {body}");
         let got = send_json_text(method, &p.api(path), &body).await;
-        assert_error(&got, 400, &what);
-        assert_unchanged(&p, &before, &what).await;
+        assert_refused(&p, &before, &got, 400, &what).await;
     }
 }
 
@@ -748,8 +743,7 @@ async fn backends_list_get_create_and_duplicate() {
         Some(json!({"id": "c1", "address": a.addr.to_string(), "tags": ["a"]})),
     )
     .await;
-    assert_error(&got, 409, "duplicate backend");
-    assert_unchanged(&p, &before, "duplicate backend").await;
+    assert_refused(&p, &before, &got, 409, "duplicate backend").await;
 
     let got = call(Method::GET, &p.api("/backends/nope"), None).await;
     assert_error(&got, 404, "GET unknown backend");
@@ -823,8 +817,7 @@ async fn backend_put_changes_address_tags_and_weight() {
         Some(json!({"weight": 2})),
     )
     .await;
-    assert_error(&got, 404, "PUT unknown backend");
-    assert_unchanged(&p, &before, "PUT unknown backend").await;
+    assert_refused(&p, &before, &got, 404, "PUT unknown backend").await;
     // Taking tag a away from its last backend while app.test uses it: 409.
     let got = call(
         Method::PUT,
@@ -832,8 +825,14 @@ async fn backend_put_changes_address_tags_and_weight() {
         Some(json!({"tags": ["b"]})),
     )
     .await;
-    assert_error(&got, 409, "PUT dropping the last backend of a used tag");
-    assert_unchanged(&p, &before, "PUT dropping the last backend of a used tag").await;
+    assert_refused(
+        &p,
+        &before,
+        &got,
+        409,
+        "PUT dropping the last backend of a used tag",
+    )
+    .await;
     assert_eq!(p.backend_for("app.test").await, "a1");
 }
 
@@ -879,22 +878,18 @@ async fn backend_delete_and_last_backend_protection() {
     // The last backend of tag a, which app.test uses: 409, nothing changed.
     let before = snapshot(&p).await;
     let got = call(Method::DELETE, &p.api("/backends/a1"), None).await;
-    assert_error(&got, 409, "DELETE last backend");
-    assert_unchanged(&p, &before, "DELETE last backend").await;
+    assert_refused(&p, &before, &got, 409, "DELETE last backend").await;
     let got = call(Method::DELETE, &p.api("/backends/a1?force=false"), None).await;
-    assert_error(&got, 409, "DELETE last backend force=false");
-    assert_unchanged(&p, &before, "DELETE last backend force=false").await;
+    assert_refused(&p, &before, &got, 409, "DELETE last backend force=false").await;
 
     // A force that is not a boolean: 400, nothing changed.
     let got = call(Method::DELETE, &p.api("/backends/a1?force=notabool"), None).await;
-    assert_error(&got, 400, "DELETE force=notabool");
-    assert_unchanged(&p, &before, "DELETE force=notabool").await;
+    assert_refused(&p, &before, &got, 400, "DELETE force=notabool").await;
     assert_eq!(p.backend_for("app.test").await, "a1");
 
     // Unknown: 404.
     let got = call(Method::DELETE, &p.api("/backends/nope"), None).await;
-    assert_error(&got, 404, "DELETE unknown backend");
-    assert_unchanged(&p, &before, "DELETE unknown backend").await;
+    assert_refused(&p, &before, &got, 404, "DELETE unknown backend").await;
 
     // Forced: 204; the domain stays, with an empty pool (503).
     let got = call(Method::DELETE, &p.api("/backends/a1?force=true"), None).await;
@@ -917,8 +912,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     // Nothing persisted yet: refused input must not create the state file either.
     let before = snapshot(&p).await;
     let got = send_json_text(Method::POST, &p.api("/domains"), "{").await;
-    assert_error(&got, 400, "malformed JSON before any change");
-    assert_unchanged(&p, &before, "malformed JSON before any change").await;
+    assert_refused(&p, &before, &got, 400, "malformed JSON before any change").await;
 
     // One successful change so that the state file exists and its bytes can be compared.
     let got = call(
@@ -1203,15 +1197,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ),
     ] {
         let got = send(Method::POST, url, None, body.clone(), None).await;
-        assert_error(&got, 415, what);
-        assert_unchanged(&p, &before, what).await;
+        assert_refused(&p, &before, &got, 415, what).await;
         let got = send(Method::POST, url, Some("text/plain"), body, None).await;
         assert_error(&got, 415, &format!("{what} (text/plain)"));
         assert_unchanged(&p, &before, what).await;
     }
     let got = send(Method::PUT, app, None, r#"{"http_to_https": true}"#, None).await;
-    assert_error(&got, 415, "PUT domain without content type");
-    assert_unchanged(&p, &before, "PUT domain without content type").await;
+    assert_refused(&p, &before, &got, 415, "PUT domain without content type").await;
 
     assert_eq!(p.backend_for("app.test").await, "a1");
 }
@@ -1232,13 +1224,11 @@ async fn body_over_the_default_limit_is_413() {
     let pad = "x".repeat(2 * 1024 * 1024);
     let body = format!(r#"{{"domain": "big.test", "enabled_backends_tag": "a", "pad": "{pad}"}}"#);
     let got = send_json_text(Method::POST, &p.api("/domains"), &body).await;
-    assert_error(&got, 413, "2 MiB POST domain");
-    assert_unchanged(&p, &before, "2 MiB POST domain").await;
+    assert_refused(&p, &before, &got, 413, "2 MiB POST domain").await;
 
     let body = format!(r#"{{"new_tag": "b", "pad": "{pad}"}}"#);
     let got = send_json_text(Method::POST, &p.api("/domains/app.test/switch"), &body).await;
-    assert_error(&got, 413, "2 MiB switch");
-    assert_unchanged(&p, &before, "2 MiB switch").await;
+    assert_refused(&p, &before, &got, 413, "2 MiB switch").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
