@@ -25,14 +25,6 @@ async fn status_origin() -> SocketAddr {
     addr
 }
 
-async fn scrape(url: &str) -> String {
-    let r = client().get(url).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    r.text().await.unwrap()
-}
-
 fn has(text: &str, line: &str) {
     assert!(
         text.lines().any(|l| l == line),

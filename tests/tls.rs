@@ -261,14 +261,7 @@ async fn self_signed_and_file_certificates_by_sni() {
         .all(|c| c["domain"] != "late.test"));
 
     // Every certificate has its expiry gauge.
-    let text = client()
-        .get(p.api("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&p.api("/metrics")).await;
     for d in ["app.test", "static.test", "*.wild.test"] {
         assert!(
             text.contains(&format!(
@@ -422,14 +415,7 @@ async fn acme_certificates_from_pebble() {
             .serial,
         late["serial"].as_str().unwrap()
     );
-    let text = client()
-        .get(p.api("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&p.api("/metrics")).await;
     assert!(
         text.contains(r#"pingora_vhost_acme_orders_total{result="success"} 2"#),
         "{text}"
@@ -452,14 +438,7 @@ async fn acme_certificates_from_pebble() {
         first["serial"].as_str().unwrap()
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let text = client()
-        .get(p.api("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&p.api("/metrics")).await;
     assert!(
         text.contains(r#"pingora_vhost_acme_orders_total{result="success"} 0"#),
         "{text}"

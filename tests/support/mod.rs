@@ -345,6 +345,15 @@ impl Drop for Proxy {
     }
 }
 
+/// GETs a metrics endpoint: 200 with the OpenMetrics content type; returns the text.
+pub async fn scrape(url: &str) -> String {
+    let r = client().get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    r.text().await.unwrap()
+}
+
 /// A keep-alive HTTP client.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
