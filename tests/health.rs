@@ -5,8 +5,6 @@ mod support;
 
 use reqwest::Method;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -228,32 +226,14 @@ async fn backend_killed_under_load_gives_no_client_errors() {
     .await;
     wait_for_health(&p, "a1", "healthy", WITHIN).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (stop, url) = (Arc::clone(&stop), p.url("/"));
-        clients.push(tokio::spawn(async move {
-            let http = client();
-            let (mut ok, mut errors) = (0u64, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                match http
-                    .get(&url)
-                    .header("host", "app.example.test")
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {
-                        let body = r.text().await.unwrap();
-                        assert!(body.starts_with("Hello from a"), "{body}");
-                        ok += 1;
-                    }
-                    Ok(r) => errors.push(format!("status {}", r.status())),
-                    Err(e) => errors.push(format!("connection error: {e}")),
-                }
-            }
-            (ok, errors)
-        }));
-    }
+    let load = Load::start(
+        p.url("/"),
+        "app.example.test",
+        8,
+        Duration::ZERO,
+        // "Hello from a1 (tag a): ..." -> "Hello from a1"
+        |body| body.split(" (").next().unwrap().to_string(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     victim.kill().unwrap();
     victim.wait().unwrap();
@@ -261,14 +241,13 @@ async fn backend_killed_under_load_gives_no_client_errors() {
     wait_for_health(&p, "a1", "unhealthy", WITHIN).await;
     let ejected_after = killed.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-
-    let (mut ok, mut errors) = (0, Vec::new());
-    for c in clients {
-        let (o, e) = c.await.unwrap();
-        ok += o;
-        errors.extend(e);
-    }
+    let got = load.finish().await;
+    assert!(
+        got.seen.keys().all(|k| k.starts_with("Hello from a")),
+        "{:?}",
+        got.seen
+    );
+    let (ok, errors) = (got.ok(), got.errors);
     survivor.kill().unwrap();
     let _ = survivor.wait();
     println!(

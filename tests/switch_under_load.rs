@@ -5,9 +5,6 @@ mod support;
 
 use reqwest::Method;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 
@@ -29,34 +26,16 @@ async fn switching_under_load_loses_no_request() {
     extra += &vhost_toml("app.example.test", "a");
     let p = Proxy::start(&extra).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let (stop, url) = (Arc::clone(&stop), p.url("/"));
-        clients.push(tokio::spawn(async move {
-            let http = client();
-            let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-            let mut errors = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match http
-                    .get(&url)
-                    .header("host", "app.example.test")
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {
-                        let v: serde_json::Value = r.json().await.unwrap();
-                        *seen
-                            .entry(v["backend"].as_str().unwrap().to_string())
-                            .or_default() += 1;
-                    }
-                    Ok(r) => errors.push(format!("status {}", r.status())),
-                    Err(e) => errors.push(format!("connection error: {e}")),
-                }
-            }
-            (seen, errors)
-        }));
-    }
+    let load = Load::start(
+        p.url("/"),
+        "app.example.test",
+        CLIENTS,
+        Duration::ZERO,
+        |body| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["backend"].as_str().unwrap().to_string()
+        },
+    );
 
     let admin = client();
     for i in 0..SWITCHES {
@@ -76,17 +55,10 @@ async fn switching_under_load_loses_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-
-    let mut total: BTreeMap<String, u64> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for c in clients {
-        let (seen, errs) = c.await.unwrap();
-        for (k, v) in seen {
-            *total.entry(k).or_default() += v;
-        }
-        errors.extend(errs);
-    }
+    let LoadResult {
+        seen: total,
+        errors,
+    } = load.finish().await;
     let sent: u64 = total.values().sum::<u64>() + errors.len() as u64;
     println!(
         "switch under load: {sent} requests, {SWITCHES} switches, {} errors, per backend {total:?}",

@@ -5,8 +5,6 @@ mod support;
 
 use reqwest::Method;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -28,26 +26,13 @@ async fn upgrade_hands_over_without_failed_requests() {
     .await;
     assert_eq!(s, 200);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (flag, url) = (Arc::clone(&stop), old.url("/"));
-    let load = tokio::spawn(async move {
-        let http = client();
-        let (mut ok, mut errors) = (0u64, Vec::new());
-        while !flag.load(Ordering::Relaxed) {
-            match http
-                .get(&url)
-                .header("host", "app.example.test")
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 200 => ok += 1,
-                Ok(r) => errors.push(format!("status {}", r.status())),
-                Err(e) => errors.push(format!("{e}")),
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        (ok, errors)
-    });
+    let load = Load::start(
+        old.url("/"),
+        "app.example.test",
+        1,
+        Duration::from_millis(5),
+        |_| "ok".into(),
+    );
 
     // Let the old process age, so that a small uptime identifies the new one.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -84,8 +69,8 @@ async fn upgrade_hands_over_without_failed_requests() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(old.backend_for("app.example.test").await, "b1");
-    stop.store(true, Ordering::Relaxed);
-    let (ok, errors) = load.await.unwrap();
+    let got = load.finish().await;
+    let (ok, errors) = (got.ok(), got.errors);
     let _ = new.kill();
     let _ = new.wait();
     assert!(

@@ -345,6 +345,88 @@ impl Drop for Proxy {
     }
 }
 
+// === load ===
+
+/// Keep-alive clients sending GETs for one host until [`Load::finish`], each answer counted.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<LoadResult>>,
+}
+
+/// What the clients of a [`Load`] saw.
+#[derive(Default)]
+pub struct LoadResult {
+    /// 200 answers, by `key(body)`.
+    pub seen: BTreeMap<String, u64>,
+    /// Every other status or connection error, described.
+    pub errors: Vec<String>,
+}
+
+impl LoadResult {
+    /// 200 answers.
+    pub fn ok(&self) -> u64 {
+        self.seen.values().sum()
+    }
+
+    /// Requests that got an answer or an error.
+    pub fn sent(&self) -> u64 {
+        self.ok() + self.errors.len() as u64
+    }
+}
+
+impl Load {
+    /// `clients` tasks GET `url` with `host`, waiting `pause` between requests; a 200's body is
+    /// counted under `key(body)`.
+    pub fn start(
+        url: String,
+        host: &'static str,
+        clients: usize,
+        pause: Duration,
+        key: fn(&str) -> String,
+    ) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, url) = (std::sync::Arc::clone(&stop), url.clone());
+                tokio::spawn(async move {
+                    let http = client();
+                    let mut got = LoadResult::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        match http.get(&url).header("host", host).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                let body = r.text().await.unwrap();
+                                *got.seen.entry(key(&body)).or_default() += 1;
+                            }
+                            Ok(r) => got.errors.push(format!("status {}", r.status())),
+                            Err(e) => got.errors.push(format!("connection error: {e}")),
+                        }
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients and adds up what they saw.
+    pub async fn finish(self) -> LoadResult {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = LoadResult::default();
+        for c in self.clients {
+            let got = c.await.unwrap();
+            for (k, v) in got.seen {
+                *total.seen.entry(k).or_default() += v;
+            }
+            total.errors.extend(got.errors);
+        }
+        total
+    }
+}
+
 /// GETs a metrics endpoint: 200 with the OpenMetrics content type; returns the text.
 pub async fn scrape(url: &str) -> String {
     let r = client().get(url).send().await.unwrap();
