@@ -96,6 +96,8 @@ pub struct RequestCtx {
     from_backend: bool,
     /// The id this proxy gave the request (when the client sent none).
     request_id: Option<RequestId>,
+    /// The client's address as text, once rendered.
+    client_ip: Option<IpText>,
     body_bytes: u64,
     start: Instant,
     _in_flight: InFlight,
@@ -123,6 +125,7 @@ impl ProxyHttp for VhostProxy {
             attempts: 0,
             from_backend: false,
             request_id: None,
+            client_ip: None,
             body_bytes: 0,
             start: Instant::now(),
             _in_flight: InFlight(Arc::clone(&self.opts.in_flight)),
@@ -318,12 +321,10 @@ impl ProxyHttp for VhostProxy {
                 .map_err(|e| Error::because(InvalidHTTPHeader, "request target", e))?;
             upstream.set_uri(pq);
         }
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let ip = IpText::new(ip);
+        if ctx.client_ip.is_none() {
+            ctx.client_ip = client_ip(session);
+        }
+        if let Some(ip) = &ctx.client_ip {
             match upstream.headers.get("x-forwarded-for").map(|v| v.to_str()) {
                 Some(Ok(prev)) => {
                     let xff = format!("{prev}, {}", ip.as_str());
@@ -402,10 +403,8 @@ impl ProxyHttp for VhostProxy {
                 fresh.as_str()
             }
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| IpText::new(a.ip()));
+        // Rendered for X-Forwarded-For when the request went upstream.
+        let client_ip = ctx.client_ip.take().or_else(|| client_ip(session));
         crate::telemetry::access::write(&AccessRecord {
             request_id,
             domain: route.map_or(UNKNOWN, |r| r.domain.as_str()),
@@ -438,6 +437,12 @@ impl VhostProxy {
 /// The `X-Request-Id` the client sent, if any.
 fn client_request_id(req: &RequestHeader) -> Option<&str> {
     req.headers.get("x-request-id")?.to_str().ok()
+}
+
+/// The client's IP address as text (none for a Unix-socket client).
+fn client_ip(session: &Session) -> Option<IpText> {
+    let ip = session.client_addr()?.as_inet()?.ip();
+    Some(IpText::new(ip))
 }
 
 /// The request's host: the authority of an absolute-form target, else the `Host` header.
