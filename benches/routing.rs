@@ -96,8 +96,12 @@ fn table_with(names: impl Iterator<Item = String>) -> (Arc<RouteTable>, Vec<Doma
     (table, domains)
 }
 
+fn exact_name(i: usize) -> String {
+    format!("d{i}.example.com")
+}
+
 fn exact_names(n: usize) -> impl Iterator<Item = String> {
-    (0..n).map(|i| format!("d{i}.example.com"))
+    (0..n).map(exact_name)
 }
 
 /// `hosts` visited in a fixed scrambled order, so large tables are not walked sequentially.
@@ -131,28 +135,30 @@ fn bench_lookups(
 // === lookup ===
 
 fn lookup_exact(c: &mut Criterion) {
-    let mut group = c.benchmark_group("lookup_exact");
-    configure(&mut group);
-    for n in SIZES {
-        let (table, _) = table_with(exact_names(n));
-        let hosts = scrambled(exact_names(n).collect());
-        bench_lookups(
-            &mut group,
-            BenchmarkId::from_parameter(n),
-            &table,
-            &hosts,
-            true,
-        );
-    }
-    group.finish();
+    lookup_at_sizes(c, "lookup_exact", exact_name, exact_name);
 }
 
 fn lookup_wildcard(c: &mut Criterion) {
-    let mut group = c.benchmark_group("lookup_wildcard");
+    lookup_at_sizes(
+        c,
+        "lookup_wildcard",
+        |i| format!("*.w{i}.example.com"),
+        |i| format!("x.w{i}.example.com"),
+    );
+}
+
+/// A table of `domain(i)` for each size, looked up as `host(i)` in scrambled order (all hits).
+fn lookup_at_sizes(
+    c: &mut Criterion,
+    name: &str,
+    domain: fn(usize) -> String,
+    host: fn(usize) -> String,
+) {
+    let mut group = c.benchmark_group(name);
     configure(&mut group);
     for n in SIZES {
-        let (table, _) = table_with((0..n).map(|i| format!("*.w{i}.example.com")));
-        let hosts = scrambled((0..n).map(|i| format!("x.w{i}.example.com")).collect());
+        let (table, _) = table_with((0..n).map(domain));
+        let hosts = scrambled((0..n).map(host).collect());
         bench_lookups(
             &mut group,
             BenchmarkId::from_parameter(n),
