@@ -12,7 +12,7 @@ use crate::telemetry::access::AccessRecord;
 use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -305,11 +305,6 @@ impl ProxyHttp for VhostProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if client_request_id(upstream).is_none() {
-            let id = RequestId::next();
-            upstream.insert_header("x-request-id", id.as_str())?;
-            ctx.request_id = Some(id);
-        }
         // Absolute-form targets (Pingora has checked them against Host) go upstream in
         // origin form.
         if is_absolute_form(upstream.raw_path()) {
@@ -324,26 +319,24 @@ impl ProxyHttp for VhostProxy {
         if ctx.client_ip.is_none() {
             ctx.client_ip = client_ip(session);
         }
-        if let Some(ip) = &ctx.client_ip {
-            match upstream.headers.get("x-forwarded-for").map(|v| v.to_str()) {
-                Some(Ok(prev)) => {
-                    let xff = format!("{prev}, {}", ip.as_str());
-                    upstream.insert_header("x-forwarded-for", xff)?
-                }
-                _ => upstream.insert_header("x-forwarded-for", ip.as_str())?,
-            }
+        if client_request_id(upstream).is_none() {
+            ctx.request_id = Some(RequestId::next());
         }
-        upstream.insert_header("x-forwarded-proto", HeaderValue::from_static(self.proto))?;
         // The client's Host value as it is (a shared buffer, no copy), or the authority of an
         // absolute-form target.
         let host = match session.req_header().uri.authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => upstream.headers.get(header::HOST).cloned(),
         };
-        if let Some(host) = host {
-            upstream.insert_header("x-forwarded-host", host)?;
-        }
-        Ok(())
+        add_forwarding_headers(
+            upstream,
+            Forwarding {
+                request_id: ctx.request_id.as_ref(),
+                client_ip: ctx.client_ip.as_ref(),
+                proto: self.proto,
+                host,
+            },
+        )
     }
 
     async fn fail_to_proxy(
@@ -436,7 +429,72 @@ impl VhostProxy {
 
 /// The `X-Request-Id` the client sent, if any.
 fn client_request_id(req: &RequestHeader) -> Option<&str> {
-    req.headers.get("x-request-id")?.to_str().ok()
+    req.headers.get(&X_REQUEST_ID)?.to_str().ok()
+}
+
+/// Header names the proxy adds, as constants: no parsing or allocation per request.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What the proxy adds to a request on its way upstream.
+struct Forwarding<'a> {
+    /// A new `X-Request-Id` (none when the client sent one).
+    request_id: Option<&'a RequestId>,
+    client_ip: Option<&'a IpText>,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+}
+
+/// Adds `X-Request-Id` (when new) and the `X-Forwarded-*` headers.
+///
+/// They go straight into the header map, with room reserved once: inserting through
+/// [`RequestHeader::insert_header`] parses and copies each name and grows the map and Pingora's
+/// header-case map one entry at a time, which cost about a tenth of the proxy's own
+/// instructions per request. Header names therefore go upstream in canonical case (standard
+/// names title-cased, others lowercase, as HAProxy sends them); HTTP header names are
+/// case-insensitive. The request target is kept byte for byte.
+fn add_forwarding_headers(upstream: &mut RequestHeader, add: Forwarding<'_>) -> Result<()> {
+    // Kept when the URI alone would not reproduce it (a target that is not UTF-8).
+    let from_uri = upstream
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().as_bytes());
+    let raw_target = (from_uri != Some(upstream.raw_path())).then(|| upstream.raw_path().to_vec());
+    let send_end_stream = upstream.send_end_stream();
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(upstream, empty));
+    let headers = &mut parts.headers;
+    headers.reserve(4);
+    if let Some(id) = add.request_id {
+        headers.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_str(id.as_str()).expect("hex digits"),
+        );
+    }
+    if let Some(ip) = add.client_ip {
+        let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
+            Some(Ok(prev)) => HeaderValue::from_str(&format!("{prev}, {}", ip.as_str())),
+            _ => HeaderValue::from_str(ip.as_str()),
+        };
+        headers.insert(
+            X_FORWARDED_FOR,
+            xff.map_err(|e| Error::because(InvalidHTTPHeader, "x-forwarded-for", e))?,
+        );
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(add.proto));
+    if let Some(host) = add.host {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    *upstream = RequestHeader::from(parts);
+    if let Some(raw) = raw_target {
+        upstream.set_raw_path(&raw)?;
+    }
+    if let Some(end) = send_end_stream {
+        upstream.set_send_end_stream(end);
+    }
+    Ok(())
 }
 
 /// The client's IP address as text (none for a Unix-socket client).

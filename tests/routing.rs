@@ -164,3 +164,76 @@ async fn empty_pool_answers_503() {
     assert_eq!(status, 503);
     assert!(body.contains("no backend available"), "{body}");
 }
+
+/// An origin that answers every request with the exact bytes of the request head it got.
+async fn echo_head_origin() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    head.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(&head);
+                let _ = s.write_all(&out).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_goes_upstream_byte_for_byte_plus_forwarding_headers() {
+    let origin = echo_head_origin().await;
+    let p = Proxy::start(&format!(
+        "{}{}",
+        backend_toml("a1", origin, &["a"]),
+        vhost_toml("app.example.test", "a")
+    ))
+    .await;
+    let mut s = std::net::TcpStream::connect(p.http).unwrap();
+    // A target with raw UTF-8 and escapes to keep as they are, a repeated header and a client
+    // request id.
+    s.write_all(
+        b"GET /caf\xc3\xa9/a%2Fb/%7e?q=a+b&q=2 HTTP/1.1\r\nHost: app.example.test\r\nX-Multi: one\r\n\
+          X-Multi: two\r\nX-Request-Id: client-id-7\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body_at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let upstream = &out[body_at..];
+    assert!(
+        upstream.starts_with(b"GET /caf\xc3\xa9/a%2Fb/%7e?q=a+b&q=2 HTTP/1.1\r\n"),
+        "{text}"
+    );
+    let head = String::from_utf8_lossy(upstream).to_lowercase();
+    let lines: Vec<&str> = head.lines().collect();
+    let values = |name: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(values("host"), ["app.example.test"]);
+    assert_eq!(values("x-multi"), ["one", "two"]);
+    assert_eq!(values("x-request-id"), ["client-id-7"]);
+    assert_eq!(values("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(values("x-forwarded-proto"), ["http"]);
+    assert_eq!(values("x-forwarded-host"), ["app.example.test"]);
+}
