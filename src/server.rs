@@ -12,7 +12,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use ractor::Actor;
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vhost_actors::cert::{
@@ -53,6 +53,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         daemonize(&cfg)?;
     }
     telemetry::init(&cfg.logging).map_err(|e| vec![e])?;
+    exit_on_sigint()?;
     for note in &cfg.warnings {
         tracing::warn!("{note}");
     }
@@ -158,8 +159,49 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         }),
     });
     drop(control);
+    exit_process(0)
+}
+
+/// Ends the process with `code` after flushing the logs. The first caller exits; a second one
+/// (a signal racing the end of `run`) waits for that exit instead of running `exit` twice.
+fn exit_process(code: i32) -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
     telemetry::flush();
-    std::process::exit(0)
+    std::process::exit(code)
+}
+
+/// SIGINT ends the process at once, whatever Pingora's runtimes are doing: a shutdown that
+/// overlaps their start-up can leave an accept loop spinning instead of stopping, and a signal
+/// that reaches tokio while its drivers start can go unseen. signal-hook's own thread does not
+/// depend on either (Pingora still gets the signal too).
+fn exit_on_sigint() -> Result<(), Vec<String>> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+        .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
+    std::thread::Builder::new()
+        .name("sigint".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                tracing::info!("SIGINT received; exiting now");
+                exit_process(0);
+            }
+        })
+        .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
+    Ok(())
+}
+
+/// The last resort after SIGTERM or an upgrade: if Pingora has not ended the process by
+/// `after`, end it.
+fn exit_after(after: Duration, why: &'static str) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::warn!(why, "shutdown did not finish in time; exiting");
+        exit_process(0);
+    });
 }
 
 /// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
@@ -285,6 +327,11 @@ fn server_conf(cfg: &Config) -> ServerConf {
         // One current-thread runtime per worker: a connection stays on the thread that
         // accepted it (no cross-thread wake-ups), as in nginx's worker model.
         work_stealing: false,
+        // Every timeout of a second or more (client idle, upstream connect, read and pool idle)
+        // on the worker's own tokio timer instead of Pingora's shared fast-timeout map: about
+        // 2.4k fewer instructions per request (three timers registered and cancelled), and
+        // Pingora's 100 Hz timer thread is never started.
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     }
 }
@@ -439,15 +486,21 @@ impl ShutdownSignalWatch for DrainingSignals {
                 let _ = self.admin_stop.send(true);
                 let (in_flight, grace) = (Arc::clone(&self.in_flight), self.grace);
                 std::thread::spawn(move || exit_when_drained(&in_flight, grace));
+                exit_after(self.grace + HARD_EXIT_MARGIN, "SIGTERM");
             }
             ShutdownSignal::GracefulUpgrade => {
                 let _ = self.admin_stop.send(true);
+                exit_after(self.grace + HARD_EXIT_MARGIN, "upgrade");
             }
             ShutdownSignal::FastShutdown => {}
         }
         signal
     }
 }
+
+/// How long past the grace period Pingora gets to stop its runtimes before the process ends
+/// anyway.
+const HARD_EXIT_MARGIN: Duration = Duration::from_secs(5);
 
 fn exit_when_drained(in_flight: &AtomicI64, grace: Duration) {
     let start = Instant::now();
@@ -462,8 +515,7 @@ fn exit_when_drained(in_flight: &AtomicI64, grace: Duration) {
                     drained_in_ms = start.elapsed().as_millis() as u64,
                     "all in-flight requests finished; exiting"
                 );
-                telemetry::flush();
-                std::process::exit(0);
+                exit_process(0);
             }
         } else {
             idle_checks = 0;

@@ -155,6 +155,19 @@ async fn sigint_exits_at_once() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
 
+/// A SIGINT that lands while Pingora's services are still starting used to leave an accept loop
+/// spinning on a shut-down runtime, and the process never exited. The window is narrow, so the
+/// test opens it many times.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_start_up_still_exits() {
+    let (a, b) = (Origin::start("a1").await, Origin::start("b1").await);
+    for _ in 0..15 {
+        let mut p = two_tag_proxy(&a, &b).await;
+        let took = p.signal_and_wait("INT");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_that_cannot_be_persisted_is_not_applied() {
     let (a, b) = (Origin::start("a1").await, Origin::start("b1").await);

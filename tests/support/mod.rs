@@ -292,7 +292,16 @@ impl Proxy {
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .unwrap();
-        child.wait().unwrap();
+        // A ceiling, so that a process that does not stop fails the test instead of hanging it.
+        let deadline = start + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running 30 s after SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         start.elapsed()
     }
 
