@@ -388,13 +388,15 @@ impl ProxyHttp for VhostProxy {
         let req = session.req_header();
         // Ours (sent upstream), else the client's, else a fresh one (never proxied).
         let fresh;
-        let request_id = match (&ctx.request_id, client_request_id(req)) {
-            (Some(id), _) => id.as_str(),
-            (None, Some(client)) => client,
-            (None, None) => {
-                fresh = RequestId::next();
-                fresh.as_str()
-            }
+        let request_id = match &ctx.request_id {
+            Some(id) => id.as_str(),
+            None => match client_request_id(req) {
+                Some(client) => client,
+                None => {
+                    fresh = RequestId::next();
+                    fresh.as_str()
+                }
+            },
         };
         // Rendered for X-Forwarded-For when the request went upstream.
         let client_ip = ctx.client_ip.take().or_else(|| client_ip(session));
