@@ -168,6 +168,10 @@ pub struct BackendPool {
     /// Indices into `members`, interleaved by weight (nginx's smooth WRR, unrolled).
     order: Vec<u32>,
     cursor: AtomicUsize,
+    /// Where the last pick that found its slot unusable ended. Such picks go on from here, so
+    /// that the traffic of a run of unusable backends goes round the usable ones instead of all
+    /// landing on the first one after the run.
+    spill: AtomicUsize,
 }
 
 impl BackendPool {
@@ -178,6 +182,7 @@ impl BackendPool {
             members: members.into_iter().map(|(b, _)| b).collect(),
             order,
             cursor: AtomicUsize::new(0),
+            spill: AtomicUsize::new(0),
         }
     }
 
@@ -200,12 +205,20 @@ impl BackendPool {
         if len == 0 {
             return None;
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        for i in 0..len {
-            let b = &self.members[self.order[(start + i) % len] as usize];
-            if b.health.is_routable() && !skip(b) {
+        let usable = |slot: usize| {
+            let b = &self.members[self.order[slot] as usize];
+            (b.health.is_routable() && !skip(b)).then_some(b)
+        };
+        if let Some(b) = usable(self.cursor.fetch_add(1, Ordering::Relaxed) % len) {
+            return Some(b);
+        }
+        let mut slot = self.spill.load(Ordering::Relaxed) % len;
+        for _ in 0..len {
+            if let Some(b) = usable(slot) {
+                self.spill.store(slot + 1, Ordering::Relaxed);
                 return Some(b);
             }
+            slot = if slot + 1 == len { 0 } else { slot + 1 };
         }
         None
     }
@@ -330,6 +343,28 @@ mod tests {
             id,
             SocketAddr::from(([127, 0, 0, 1], port)),
         ))
+    }
+
+    #[test]
+    fn a_run_of_unusable_backends_spreads_its_traffic() {
+        let backends: Vec<_> = (0..100)
+            .map(|i| backend(&format!("b{i}"), 9000 + i))
+            .collect();
+        let pool = BackendPool::new(backends.iter().map(|b| (Arc::clone(b), 1)).collect());
+        for b in &backends[..90] {
+            assert!(b.health.record_passive_failure(1), "ejected");
+        }
+        let mut hits = std::collections::HashMap::<Arc<str>, usize>::new();
+        for _ in 0..10_000 {
+            let b = pool.pick(|_| false).expect("ten are up");
+            *hits.entry(Arc::clone(&b.id)).or_default() += 1;
+        }
+        assert_eq!(hits.len(), 10, "{hits:?}");
+        // Even is 1 000 each; skipping ahead from the unusable slot sent 9 100 to b90.
+        assert!(
+            hits.values().all(|&n| (900..=1_100).contains(&n)),
+            "{hits:?}"
+        );
     }
 
     #[test]
