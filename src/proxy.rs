@@ -319,7 +319,8 @@ impl ProxyHttp for VhostProxy {
         if ctx.client_ip.is_none() {
             ctx.client_ip = client_ip(session);
         }
-        if client_request_id(upstream).is_none() {
+        // One id per request: a retry (a fresh copy of the client's header) sends the same one.
+        if ctx.request_id.is_none() && client_request_id(upstream).is_none() {
             ctx.request_id = Some(RequestId::next());
         }
         // The client's Host value as it is (a shared buffer, no copy), or the authority of an

@@ -175,10 +175,10 @@ fn exit_process(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// SIGINT ends the process at once, whatever Pingora's runtimes are doing: a shutdown that
-/// overlaps their start-up can leave an accept loop spinning instead of stopping, and a signal
-/// that reaches tokio while its drivers start can go unseen. signal-hook's own thread does not
-/// depend on either (Pingora still gets the signal too).
+/// Pingora stops on SIGINT within its one-second shutdown timeout, but a SIGINT that lands while
+/// its services are still starting can leave an accept loop spinning on a stopped runtime, and
+/// the process never exits. signal-hook's own thread, which depends on no runtime, ends the
+/// process if it is still running [`SIGINT_DEADLINE`] later.
 fn exit_on_sigint() -> Result<(), Vec<String>> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
         .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
@@ -186,13 +186,17 @@ fn exit_on_sigint() -> Result<(), Vec<String>> {
         .name("sigint".into())
         .spawn(move || {
             if signals.forever().next().is_some() {
-                tracing::info!("SIGINT received; exiting now");
+                std::thread::sleep(SIGINT_DEADLINE);
+                tracing::warn!("still running {SIGINT_DEADLINE:?} after SIGINT; exiting");
                 exit_process(0);
             }
         })
         .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
     Ok(())
 }
+
+/// How long Pingora gets to stop after SIGINT (its own shutdown timeout is one second).
+const SIGINT_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// The last resort after SIGTERM or an upgrade: if Pingora has not ended the process by
 /// `after`, end it.
