@@ -459,7 +459,9 @@ struct Forwarding<'a> {
 /// names title-cased, others lowercase, as HAProxy sends them); HTTP header names are
 /// case-insensitive. The request target is kept byte for byte.
 fn add_forwarding_headers(upstream: &mut RequestHeader, add: Forwarding<'_>) -> Result<()> {
-    // Kept when the URI alone would not reproduce it (a target that is not UTF-8).
+    // Kept when the URI alone would not reproduce it: a target Pingora stores verbatim (such as
+    // an authority-form or unclassifiable one), since the header is rebuilt from its URI below.
+    // Origin-form targets, raw UTF-8 included, round-trip through the URI.
     let from_uri = upstream
         .uri
         .path_and_query()
