@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-use vhost_actors::metrics::{Metrics, RouteMetrics};
-use vhost_actors::model::{DomainName, LbPolicy, Tag};
-use vhost_actors::snapshot::{
-    BackendPool, HealthReading, HealthStatus, Route, RouteTable, UpstreamBackend,
-};
+use vhost_actors::metrics::{Metrics, RouteHandles, RouteMetrics};
+use vhost_actors::model::{DomainName, Tag};
+use vhost_actors::routing::{BackendPool, Route, RouteTable};
+use vhost_actors::upstream::{Thresholds, UpstreamBackend};
 
 /// Table sizes for the lookup groups.
 const SIZES: [usize; 3] = [10, 1_000, 100_000];
@@ -44,12 +43,11 @@ fn backend(i: usize) -> Arc<UpstreamBackend> {
 }
 
 fn mark_unhealthy(b: &UpstreamBackend) {
-    b.health.store(HealthReading {
-        status: HealthStatus::Unhealthy,
-        consecutive_failures: 3,
-        consecutive_successes: 0,
-        last_check_ms: Some(1),
-    });
+    let once = Thresholds {
+        unhealthy: 1,
+        healthy: 1,
+    };
+    b.health.record_probe(false, once, 1);
 }
 
 /// Everything needed to mint routes; one pool shared by all of them, as a tag's pool is.
@@ -66,7 +64,7 @@ impl RouteFactory {
         Self {
             tag: Tag::parse("a").expect("valid tag"),
             pool: Arc::new(BackendPool::new(vec![(backend(0), 1), (backend(1), 1)])),
-            metrics: Metrics::new().route("bench.example.com", "a"),
+            metrics: RouteHandles::new(Metrics::new()).route("bench.example.com", "a"),
         }
     }
 
@@ -76,7 +74,6 @@ impl RouteFactory {
             tag: self.tag.clone(),
             pool: Arc::clone(&self.pool),
             http_to_https: false,
-            lb_policy: LbPolicy::RoundRobin,
             metrics: Arc::clone(&self.metrics),
         })
     }

@@ -138,18 +138,30 @@ async fn apply(state: &AdminState, cmd: Command) -> Result<Reply, ApiError> {
         .map_err(ApiError::from)
 }
 
-fn domain_reply(reply: Reply) -> Json<DomainRecord> {
+fn domain_reply(reply: Reply) -> Result<Json<DomainRecord>, ApiError> {
     match reply {
-        Reply::Domain(d) => Json(d),
-        other => unreachable!("domain command answered {other:?}"),
+        Reply::Domain(d) => Ok(Json(d)),
+        other => Err(unexpected(&other)),
     }
 }
 
-fn backend_reply(reply: Reply) -> Json<BackendView> {
+fn backend_reply(reply: Reply) -> Result<Json<BackendView>, ApiError> {
     match reply {
-        Reply::Backend(b) => Json(b),
-        other => unreachable!("backend command answered {other:?}"),
+        Reply::Backend(b) => Ok(Json(b)),
+        other => Err(unexpected(&other)),
     }
+}
+
+/// A reply of the wrong kind: a bug, answered as one instead of panicking the handler.
+fn unexpected(reply: &Reply) -> ApiError {
+    tracing::error!(
+        ?reply,
+        "the registry answered a command with the wrong kind of reply"
+    );
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error: unexpected reply from the registry",
+    )
 }
 
 // === handlers ===
@@ -200,7 +212,7 @@ async fn add_domain(
     ApiJson(body): ApiJson<NewDomain>,
 ) -> Result<(StatusCode, Json<DomainRecord>), ApiError> {
     let reply = apply(&s, Command::AddDomain(body)).await?;
-    Ok((StatusCode::CREATED, domain_reply(reply)))
+    Ok((StatusCode::CREATED, domain_reply(reply)?))
 }
 
 async fn update_domain(
@@ -208,9 +220,7 @@ async fn update_domain(
     Path(domain): Path<String>,
     ApiJson(patch): ApiJson<DomainPatch>,
 ) -> Result<Json<DomainRecord>, ApiError> {
-    Ok(domain_reply(
-        apply(&s, Command::UpdateDomain(domain, patch)).await?,
-    ))
+    domain_reply(apply(&s, Command::UpdateDomain(domain, patch)).await?)
 }
 
 async fn delete_domain(
@@ -227,9 +237,7 @@ async fn switch_domain(
     OptionalJson(body): OptionalJson<SwitchRequest>,
 ) -> Result<Json<DomainRecord>, ApiError> {
     let req = body.unwrap_or_default();
-    Ok(domain_reply(
-        apply(&s, Command::SwitchTag(domain, req)).await?,
-    ))
+    domain_reply(apply(&s, Command::SwitchTag(domain, req)).await?)
 }
 
 async fn list_backends(State(s): State<AdminState>) -> Result<Json<Vec<BackendView>>, ApiError> {
@@ -248,7 +256,7 @@ async fn add_backend(
     ApiJson(body): ApiJson<NewBackend>,
 ) -> Result<(StatusCode, Json<BackendView>), ApiError> {
     let reply = apply(&s, Command::AddBackend(body)).await?;
-    Ok((StatusCode::CREATED, backend_reply(reply)))
+    Ok((StatusCode::CREATED, backend_reply(reply)?))
 }
 
 async fn update_backend(
@@ -256,9 +264,7 @@ async fn update_backend(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<BackendPatch>,
 ) -> Result<Json<BackendView>, ApiError> {
-    Ok(backend_reply(
-        apply(&s, Command::UpdateBackend(id, patch)).await?,
-    ))
+    backend_reply(apply(&s, Command::UpdateBackend(id, patch)).await?)
 }
 
 /// `?force=true` on backend deletion.

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
-use vhost_actors::snapshot::{Route, RouteTable, UpstreamBackend};
+use vhost_actors::routing::{Route, RouteTable};
+use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
 const MAX_ATTEMPTS: usize = 3;

@@ -19,10 +19,10 @@ use vhost_actors::cert::{
     install_crypto_provider, AcmeChallenges, AcmeIssuer, CertMaterial, CertProvisioning,
     CertSource, CertStore,
 };
-use vhost_actors::metrics::{Metrics, MetricsActor, MetricsArgs};
+use vhost_actors::metrics::{Metrics, MetricsActor, MetricsArgs, RouteHandles};
 use vhost_actors::registry::actor::{RegistryActor, RegistryArgs};
 use vhost_actors::registry::Registry;
-use vhost_actors::snapshot::RouteTable;
+use vhost_actors::routing::RouteTable;
 use vhost_actors::store::{JsonFileStore, StateStore};
 
 /// Flags of `run`.
@@ -77,7 +77,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
 
     let table = Arc::new(RouteTable::new());
     let metrics = Metrics::new();
-    registry.publish_all(&table, &metrics);
+    let mut handles = RouteHandles::new(Arc::clone(&metrics));
+    registry.publish_all(&table, &mut handles);
     let in_flight = Arc::new(AtomicI64::new(0));
     let tls = match cfg.listen_https {
         Some(_) => Some(prepare_tls(&cfg)?),
@@ -89,7 +90,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         Shared {
             registry,
             table: Arc::clone(&table),
-            metrics: Arc::clone(&metrics),
+            handles,
             in_flight: Arc::clone(&in_flight),
             store,
             certs: tls.clone(),
@@ -349,7 +350,7 @@ struct Control {
 struct Shared {
     registry: Registry,
     table: Arc<RouteTable>,
-    metrics: Arc<Metrics>,
+    handles: RouteHandles,
     in_flight: Arc<AtomicI64>,
     store: JsonFileStore,
     certs: Option<CertProvisioning>,
@@ -364,7 +365,7 @@ fn start_control(
     let Shared {
         registry,
         table,
-        metrics,
+        handles,
         in_flight,
         store,
         certs,
@@ -390,7 +391,7 @@ fn start_control(
             Some("metrics".into()),
             MetricsActor,
             MetricsArgs {
-                metrics: Arc::clone(&metrics),
+                metrics: Arc::clone(handles.metrics()),
                 in_flight,
                 certs: certs.as_ref().map(|c| c.store.clone()),
                 acme: certs
@@ -407,9 +408,10 @@ fn start_control(
             RegistryArgs {
                 registry,
                 table,
-                store: Box::new(store) as Box<dyn StateStore>,
+                store: Arc::new(store) as Arc<dyn StateStore>,
                 health,
-                metrics,
+                handles,
+                metrics: metrics_ref.clone(),
                 certs,
             },
         )

@@ -2,7 +2,7 @@
 //! persistence and tests. Inputs carry raw values; the registry validates them.
 
 use crate::model::{BackendRecord, DomainRecord, LbPolicy};
-use crate::snapshot::HealthReading;
+use crate::upstream::HealthReading;
 use serde::{Deserialize, Serialize};
 
 /// A new virtual host (`POST /api/v1/domains`).

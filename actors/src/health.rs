@@ -1,12 +1,12 @@
 //! Active health checking: one HealthProbeActor per backend sends `GET <path>` every interval and
-//! reports to the RegistryActor, which applies [`HealthSettings::record`] to the backend's atomics.
+//! reports each outcome as a [`ProbeReport`] through a reference that accepts nothing else; its
+//! supervisor applies the report to the backend's health word.
 
-use crate::registry::actor::RegistryMsg;
-use crate::snapshot::{BackendHealth, HealthReading, HealthStatus, UpstreamBackend};
+use crate::upstream::{Thresholds, UpstreamBackend};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,33 +38,12 @@ impl Default for HealthSettings {
 }
 
 impl HealthSettings {
-    /// Applies one probe outcome; returns the status change, if any.
-    pub fn record(
-        &self,
-        health: &BackendHealth,
-        ok: bool,
-        now_ms: i64,
-    ) -> Option<(HealthStatus, HealthStatus)> {
-        let before = health.read();
-        let mut next = HealthReading {
-            last_check_ms: Some(now_ms),
-            ..before
-        };
-        if ok {
-            next.consecutive_successes = before.consecutive_successes.saturating_add(1);
-            next.consecutive_failures = 0;
-            if next.consecutive_successes >= self.healthy_threshold {
-                next.status = HealthStatus::Healthy;
-            }
-        } else {
-            next.consecutive_failures = before.consecutive_failures.saturating_add(1);
-            next.consecutive_successes = 0;
-            if next.consecutive_failures >= self.unhealthy_threshold {
-                next.status = HealthStatus::Unhealthy;
-            }
+    /// The thresholds the health word applies.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            unhealthy: self.unhealthy_threshold,
+            healthy: self.healthy_threshold,
         }
-        health.store(next);
-        (next.status != before.status).then_some((before.status, next.status))
     }
 }
 
@@ -113,7 +92,17 @@ pub enum ProbeMsg {
     /// Time to probe.
     Tick,
     /// Makes the probe panic: lets tests prove that supervision restarts it.
+    #[cfg(any(test, feature = "test-hooks"))]
     Crash,
+}
+
+/// One probe outcome, for the probe's supervisor.
+#[derive(Debug)]
+pub struct ProbeReport {
+    /// The probed backend, as the probe knew it.
+    pub target: Arc<UpstreamBackend>,
+    /// Success, or why it failed.
+    pub result: Result<(), String>,
 }
 
 /// What a probe needs.
@@ -125,7 +114,7 @@ pub struct ProbeArgs {
     /// Interval, timeout, path.
     pub settings: Arc<HealthSettings>,
     /// Where results go.
-    pub registry: ActorRef<RegistryMsg>,
+    pub report_to: DerivedActorRef<ProbeReport>,
 }
 
 /// A probe's state.
@@ -176,11 +165,12 @@ impl Actor for HealthProbeActor {
                     Ok(code) => Err(format!("{} answered {code}", a.settings.path)),
                     Err(e) => Err(e),
                 };
-                a.registry.send_message(RegistryMsg::ProbeResult {
+                a.report_to.send_message(ProbeReport {
                     target: Arc::clone(&a.target),
                     result,
                 })?;
             }
+            #[cfg(any(test, feature = "test-hooks"))]
             ProbeMsg::Crash => panic!("probe crash requested"),
         }
         Ok(())
@@ -188,31 +178,4 @@ impl Actor for HealthProbeActor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_drive_the_status() {
-        let s = HealthSettings::default();
-        let h = BackendHealth::default();
-        assert_eq!(s.record(&h, true, 1), None);
-        assert_eq!(
-            s.record(&h, true, 2),
-            Some((HealthStatus::Unknown, HealthStatus::Healthy))
-        );
-        assert_eq!(s.record(&h, false, 3), None);
-        assert_eq!(s.record(&h, false, 4), None);
-        assert_eq!(
-            s.record(&h, false, 5),
-            Some((HealthStatus::Healthy, HealthStatus::Unhealthy))
-        );
-        assert!(!h.is_routable());
-        assert_eq!(h.read().consecutive_failures, 3);
-        assert_eq!(s.record(&h, true, 6), None);
-        assert_eq!(
-            s.record(&h, true, 7),
-            Some((HealthStatus::Unhealthy, HealthStatus::Healthy))
-        );
-        assert_eq!(h.read().last_check_ms, Some(7));
-    }
-}
+mod tests;

@@ -9,7 +9,9 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod registry;
-pub mod snapshot;
+pub mod resolve;
+pub mod routing;
 pub mod store;
+pub mod upstream;
 
 pub use ractor;

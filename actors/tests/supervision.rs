@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vhost_actors::command::{Command, NewBackend};
 use vhost_actors::health::HealthSettings;
+use vhost_actors::metrics::{Metrics, MetricsActor, MetricsArgs, RouteHandles};
 use vhost_actors::ractor::{call_t, Actor, ActorRef};
 use vhost_actors::registry::actor::{RegistryActor, RegistryArgs, RegistryMsg};
 use vhost_actors::registry::Registry;
-use vhost_actors::snapshot::RouteTable;
+use vhost_actors::routing::RouteTable;
 use vhost_actors::store::JsonFileStore;
 
 /// A minimal HTTP origin answering 200 to everything.
@@ -42,13 +43,26 @@ async fn last_check(registry: &ActorRef<RegistryMsg>) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn crashed_probe_is_restarted_and_probing_resumes() {
     let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let (metrics_ref, _) = Actor::spawn(
+        None,
+        MetricsActor,
+        MetricsArgs {
+            metrics: Arc::clone(&metrics),
+            in_flight: Arc::default(),
+            certs: None,
+            acme: None,
+        },
+    )
+    .await
+    .unwrap();
     let (registry, _) = Actor::spawn(
         None,
         RegistryActor,
         RegistryArgs {
             registry: Registry::default(),
             table: Arc::new(RouteTable::new()),
-            store: Box::new(JsonFileStore::new(dir.path().join("state.json"))),
+            store: Arc::new(JsonFileStore::new(dir.path().join("state.json"))),
             health: Some(HealthSettings {
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(1),
@@ -56,7 +70,8 @@ async fn crashed_probe_is_restarted_and_probing_resumes() {
                 healthy_threshold: 1,
                 path: "/health".into(),
             }),
-            metrics: vhost_actors::metrics::Metrics::new(),
+            handles: RouteHandles::new(metrics),
+            metrics: metrics_ref,
             certs: None,
         },
     )

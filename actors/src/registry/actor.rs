@@ -4,11 +4,13 @@
 use super::{Registry, RegistryError};
 use crate::cert::{CertActor, CertArgs, CertInfo, CertMsg, CertProvisioning, Provision};
 use crate::command::{BackendView, Command, Reply};
-use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMsg};
-use crate::metrics::Metrics;
+use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMsg, ProbeReport};
+use crate::metrics::{MetricsMsg, RouteHandles};
 use crate::model::{BackendId, DomainName, DomainRecord};
-use crate::snapshot::{HealthStatus, RouteTable, UpstreamBackend};
-use crate::store::StateStore;
+use crate::resolve::Resolutions;
+use crate::routing::RouteTable;
+use crate::store::{StateStore, StoreError};
+use crate::upstream::HealthStatus;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,19 +27,32 @@ pub enum RegistryMsg {
     ListBackends(RpcReplyPort<Vec<BackendView>>),
     /// One backend with health.
     GetBackend(String, RpcReplyPort<Result<BackendView, RegistryError>>),
-    /// A probe's outcome for `target` (ignored when the backend was deleted or re-addressed).
-    ProbeResult {
-        /// The probed backend, as the probe knew it.
-        target: Arc<UpstreamBackend>,
-        /// Success, or why it failed.
-        result: Result<(), String>,
-    },
+    /// A probe's outcome (ignored when the backend was deleted or re-addressed).
+    ProbeResult(ProbeReport),
     /// Supervision counters.
     Supervision(RpcReplyPort<SupervisionReport>),
     /// Makes a backend's probe panic (tests of supervision).
+    #[cfg(any(test, feature = "test-hooks"))]
     CrashProbe(String, RpcReplyPort<bool>),
     /// Every certificate served, with its source and status.
     ListCertificates(RpcReplyPort<Vec<CertInfo>>),
+}
+
+impl From<ProbeReport> for RegistryMsg {
+    fn from(r: ProbeReport) -> Self {
+        RegistryMsg::ProbeResult(r)
+    }
+}
+
+impl TryFrom<RegistryMsg> for ProbeReport {
+    type Error = RegistryMsg;
+
+    fn try_from(msg: RegistryMsg) -> Result<Self, RegistryMsg> {
+        match msg {
+            RegistryMsg::ProbeResult(r) => Ok(r),
+            other => Err(other),
+        }
+    }
 }
 
 /// What the supervisor has seen.
@@ -56,11 +71,13 @@ pub struct RegistryArgs {
     /// The routing view the request path reads.
     pub table: Arc<RouteTable>,
     /// Where changes are persisted.
-    pub store: Box<dyn StateStore>,
+    pub store: Arc<dyn StateStore>,
     /// Active health checks; `None` turns them off.
     pub health: Option<HealthSettings>,
-    /// Metric families (route handles are resolved at publish time).
-    pub metrics: Arc<Metrics>,
+    /// Route metric handles, already resolved for `registry`'s routes.
+    pub handles: RouteHandles,
+    /// Told which series exist.
+    pub metrics: ActorRef<MetricsMsg>,
     /// Certificates for the HTTPS listener; `None` without one.
     pub certs: Option<CertProvisioning>,
 }
@@ -69,9 +86,10 @@ pub struct RegistryArgs {
 pub struct RegistryState {
     registry: Registry,
     table: Arc<RouteTable>,
-    store: Box<dyn StateStore>,
+    store: Arc<dyn StateStore>,
     health: Option<Arc<HealthSettings>>,
-    metrics: Arc<Metrics>,
+    handles: RouteHandles,
+    metrics: ActorRef<MetricsMsg>,
     probes: HashMap<BackendId, ActorRef<ProbeMsg>>,
     certs: Option<CertProvisioning>,
     cert_actors: HashMap<DomainName, ActorRef<CertMsg>>,
@@ -99,18 +117,21 @@ impl Actor for RegistryActor {
         _myself: ActorRef<Self::Msg>,
         args: RegistryArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(RegistryState {
+        let mut state = RegistryState {
             registry: args.registry,
             table: args.table,
             store: args.store,
             health: args.health.map(Arc::new),
+            handles: args.handles,
             metrics: args.metrics,
             probes: HashMap::new(),
             certs: args.certs,
             cert_actors: HashMap::new(),
             children: HashMap::new(),
             probe_restarts: 0,
-        })
+        };
+        state.send_metric_updates();
+        Ok(state)
     }
 
     async fn post_start(
@@ -151,7 +172,7 @@ impl Actor for RegistryActor {
             RegistryMsg::GetBackend(id, reply) => {
                 let _ = reply.send(state.registry.backend(&id));
             }
-            RegistryMsg::ProbeResult { target, result } => state.record_probe(&target, result),
+            RegistryMsg::ProbeResult(report) => state.record_probe(report),
             RegistryMsg::Supervision(reply) => {
                 let _ = reply.send(SupervisionReport {
                     probes: state.probes.len(),
@@ -166,6 +187,7 @@ impl Actor for RegistryActor {
                     .unwrap_or_default();
                 let _ = reply.send(list);
             }
+            #[cfg(any(test, feature = "test-hooks"))]
             RegistryMsg::CrashProbe(id, reply) => {
                 let probe = BackendId::parse(&id)
                     .ok()
@@ -217,14 +239,15 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         cmd: Command,
     ) -> Result<Reply, RegistryError> {
-        let (reply, effects) = self.registry.apply(cmd)?;
-        let changes = self.registry.last_changes();
-        let registry = &self.registry;
-        if let Err(e) = self.store.commit(&changes, &|| registry.state()) {
+        let resolved = Resolutions::of(&cmd).await;
+        let (reply, effects) = self.registry.apply_resolved(cmd, &resolved)?;
+        if let Err(e) = self.persist().await {
             self.registry.revert();
-            return Err(RegistryError::Persist(e.to_string()));
+            return Err(RegistryError::Persist(e));
         }
-        self.registry.publish(&effects, &self.table, &self.metrics);
+        self.registry
+            .publish(&effects, &self.table, &mut self.handles);
+        self.send_metric_updates();
         if let Some(d) = &effects.switched {
             let tag = &self.registry.domains[d].enabled_backends_tag;
             tracing::info!(domain = %d, tag = %tag, "tag switched");
@@ -245,6 +268,32 @@ impl RegistryState {
         Ok(reply)
     }
 
+    /// Writes the last command's changes on the blocking pool, so that the fsync never stalls
+    /// this runtime.
+    async fn persist(&self) -> Result<(), StoreError> {
+        let changes = self.registry.last_changes();
+        let full = self
+            .store
+            .needs_full_state(changes.len())
+            .then(|| self.registry.state());
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.commit(&changes, full.as_ref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Io {
+                    what: "the state writer failed for",
+                    path: "the state store".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+
+    fn send_metric_updates(&mut self) {
+        for u in self.handles.take_updates() {
+            let _ = self.metrics.send_message(MetricsMsg::Update(u));
+        }
+    }
+
     async fn start_probe(&mut self, myself: &ActorRef<RegistryMsg>, id: &BackendId) {
         let Some(settings) = &self.health else {
             return;
@@ -259,7 +308,7 @@ impl RegistryState {
             target,
             host,
             settings: Arc::clone(settings),
-            registry: myself.clone(),
+            report_to: myself.get_derived(),
         };
         match Actor::spawn_linked(None, HealthProbeActor, args, myself.get_cell()).await {
             Ok((probe, _)) => {
@@ -314,19 +363,22 @@ impl RegistryState {
         }
     }
 
-    fn record_probe(&mut self, target: &Arc<UpstreamBackend>, result: Result<(), String>) {
-        let (Some(settings), Some(current)) = (
-            &self.health,
-            self.registry
-                .upstream(&BackendId::parse(&target.id).expect("probe ids are valid")),
-        ) else {
+    fn record_probe(&mut self, ProbeReport { target, result }: ProbeReport) {
+        let current = BackendId::parse(&target.id)
+            .ok()
+            .and_then(|id| self.registry.upstream(&id));
+        let (Some(settings), Some(current)) = (&self.health, current) else {
             return;
         };
-        if !Arc::ptr_eq(current, target) {
+        if !Arc::ptr_eq(current, &target) {
             return; // A result for an address the backend no longer has.
         }
-        let change = settings.record(&target.health, result.is_ok(), now_ms());
-        self.metrics.record_health_check(&target.id, result.is_ok());
+        let change = target
+            .health
+            .record_probe(result.is_ok(), settings.thresholds(), now_ms());
+        self.handles
+            .metrics()
+            .record_health_check(&target.id, result.is_ok());
         match (change, &result) {
             (Some((_, HealthStatus::Unhealthy)), Err(e)) => {
                 tracing::warn!(backend = %target.id, addr = %target.addr, error = %e, "backend unhealthy");

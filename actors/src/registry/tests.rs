@@ -1,7 +1,7 @@
 use super::*;
 use crate::command::*;
-use crate::snapshot::{HealthReading, HealthStatus};
 use crate::store::StateChange;
+use crate::upstream::Thresholds;
 
 fn backend(id: &str, port: u16, tags: &[&str]) -> Command {
     Command::AddBackend(NewBackend {
@@ -112,12 +112,14 @@ fn switch_to_unhealthy_tag_needs_force() {
         .upstream(&BackendId::parse("b1").unwrap())
         .unwrap()
         .clone();
-    b1.health.store(HealthReading {
-        status: HealthStatus::Unhealthy,
-        consecutive_failures: 3,
-        consecutive_successes: 0,
-        last_check_ms: Some(1),
-    });
+    b1.health.record_probe(
+        false,
+        Thresholds {
+            unhealthy: 1,
+            healthy: 1,
+        },
+        1,
+    );
     assert!(matches!(
         r.apply(switch("app.example.com", Some("b"), false)),
         Err(RegistryError::Conflict(_))
@@ -212,14 +214,14 @@ fn invalid_backends_are_rejected() {
 fn publish_makes_routes_visible_and_switch_swaps_pool() {
     let mut r = seeded();
     let table = RouteTable::new();
-    let m = crate::metrics::Metrics::new();
-    r.publish_all(&table, &m);
+    let mut m = crate::metrics::RouteHandles::new(crate::metrics::Metrics::new());
+    r.publish_all(&table, &mut m);
     let route = table.lookup("app.example.com").unwrap();
     assert_eq!(route.pool.members().len(), 2);
     let (_, fx) = r
         .apply(switch("app.example.com", Some("b"), false))
         .unwrap();
-    r.publish(&fx, &table, &m);
+    r.publish(&fx, &table, &mut m);
     let after = table.lookup("app.example.com").unwrap();
     assert_eq!(after.tag.as_str(), "b");
     assert_eq!(&*after.pool.members()[0].id, "b1");
@@ -231,7 +233,7 @@ fn publish_makes_routes_visible_and_switch_swaps_pool() {
     let (_, fx) = r
         .apply(Command::DeleteDomain("app.example.com".into()))
         .unwrap();
-    r.publish(&fx, &table, &m);
+    r.publish(&fx, &table, &mut m);
     assert!(table.lookup("app.example.com").is_none());
 }
 

@@ -1,0 +1,68 @@
+//! Pre-resolved handles for one (domain, tag): what the request path records into, with no
+//! lock and no label formatting.
+
+use super::stats::TrafficStats;
+use super::LatencyHistogram;
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Pre-resolved handles for one (domain, tag): what the request path records into.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    pub(super) codes: [Counter; 5],
+    pub(super) duration: LatencyHistogram,
+    pub(super) retries: Counter,
+    /// Answers below 500 that came from a backend.
+    pub(super) backend_success: AtomicU64,
+}
+
+impl RouteMetrics {
+    /// Handles over the given series, with no answers counted yet.
+    pub(super) fn new(codes: [Counter; 5], duration: LatencyHistogram, retries: Counter) -> Self {
+        Self {
+            codes,
+            duration,
+            retries,
+            backend_success: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one finished request.
+    #[inline]
+    pub fn record(&self, status: u16, from_backend: bool, elapsed: Duration) {
+        let class = usize::from(status / 100);
+        if !(1..=5).contains(&class) {
+            return;
+        }
+        self.codes[class - 1].inc();
+        self.duration.observe(elapsed);
+        if from_backend && status < 500 {
+            self.backend_success.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records one retry on another backend.
+    #[inline]
+    pub fn record_retry(&self) {
+        self.retries.inc();
+    }
+
+    pub(super) fn stats(&self) -> TrafficStats {
+        let total: u64 = self.codes.iter().map(Counter::get).sum();
+        let success = self.backend_success.load(Ordering::Relaxed).min(total);
+        let (sum, count) = self.duration.sum_and_count();
+        TrafficStats {
+            total_requests: total,
+            success_requests: success,
+            error_requests: total - success,
+            avg_latency_ms: if count == 0 {
+                0.0
+            } else {
+                sum * 1000.0 / count as f64
+            },
+            latency_count: count,
+            latency_sum: sum,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Backend host names resolved before a command reaches the registry, so that applying a
+//! command is pure: no DNS on the registry's runtime, the same answer for the same input.
+
+use crate::command::Command;
+use crate::model::{check_address_shape, resolve_address};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// What each host-name address of a command resolved to. IP literals need no entry.
+#[derive(Clone, Debug, Default)]
+pub struct Resolutions(HashMap<String, Result<SocketAddr, String>>);
+
+impl Resolutions {
+    /// Resolves every host-name address `cmd` names, off the caller's runtime (tokio runs the
+    /// system resolver on its blocking pool).
+    pub async fn of(cmd: &Command) -> Self {
+        let mut out = HashMap::new();
+        for address in addresses(cmd) {
+            if needs_dns(address) {
+                out.insert(address.to_string(), lookup(address).await);
+            }
+        }
+        Self(out)
+    }
+
+    /// The socket address for `address`: parsed when it is an IP literal, else as resolved.
+    pub fn get(&self, address: &str) -> Result<SocketAddr, String> {
+        check_address_shape(address)?;
+        if let Ok(addr) = address.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        self.0
+            .get(address)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("address '{address}' was not resolved")))
+    }
+}
+
+fn addresses(cmd: &Command) -> Vec<&str> {
+    match cmd {
+        Command::AddBackend(new) => vec![new.address.as_str()],
+        Command::UpdateBackend(_, patch) => patch.address.as_deref().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn needs_dns(address: &str) -> bool {
+    check_address_shape(address).is_ok() && address.parse::<SocketAddr>().is_err()
+}
+
+async fn lookup(address: &str) -> Result<SocketAddr, String> {
+    let owned = address.to_string();
+    match tokio::task::spawn_blocking(move || resolve_address(&owned)).await {
+        Ok(r) => r,
+        Err(e) => Err(format!("address '{address}' could not be resolved: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::NewBackend;
+
+    fn add(address: &str) -> Command {
+        Command::AddBackend(NewBackend {
+            id: "b".into(),
+            address: address.into(),
+            tags: vec!["a".into()],
+            weight: None,
+            max_connections: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn literals_need_no_lookup_and_names_are_resolved_up_front() {
+        let r = Resolutions::of(&add("127.0.0.1:80")).await;
+        assert!(r.0.is_empty());
+        assert_eq!(r.get("127.0.0.1:80").unwrap().port(), 80);
+        let r = Resolutions::of(&add("localhost:81")).await;
+        assert_eq!(r.get("localhost:81").unwrap().port(), 81);
+        let err = Resolutions::default().get("localhost:81").unwrap_err();
+        assert!(err.contains("not resolved"), "{err}");
+        assert!(Resolutions::default().get("nohost").is_err());
+    }
+}

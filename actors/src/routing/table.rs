@@ -1,0 +1,81 @@
+//! The published routing view: domain -> `Arc<Route>`, replaced whole on every change.
+
+use super::BackendPool;
+use crate::metrics::RouteMetrics;
+use crate::model::{DomainName, Tag};
+use dashmap::DashMap;
+use std::sync::Arc;
+
+/// Everything the request path needs for one domain, replaced whole on every change.
+#[derive(Debug)]
+pub struct Route {
+    /// The domain this route serves (the configured name, possibly a wildcard).
+    pub domain: DomainName,
+    /// The enabled tag.
+    pub tag: Tag,
+    /// Backends carrying the tag (shared by every route on the tag).
+    pub pool: Arc<BackendPool>,
+    /// Redirect plain HTTP to HTTPS.
+    pub http_to_https: bool,
+    /// Pre-resolved metric handles for (domain, tag).
+    pub metrics: Arc<RouteMetrics>,
+}
+
+// === impl RouteTable ===
+
+/// The published routing view: exact names and `*.` wildcards, read without locks held across
+/// awaits. Only the RegistryActor writes it.
+///
+/// Keys hash with foldhash (seeded at random per table, like std's SipHash but several times
+/// faster on short host names).
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: DashMap<String, Arc<Route>, HostHasher>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: DashMap<String, Arc<Route>, HostHasher>,
+}
+
+type HostHasher = foldhash::quality::RandomState;
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Finds the route for a normalised host: exact match first, then the one-label wildcard.
+    #[inline]
+    pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
+        if let Some(r) = self.exact.get(host) {
+            return Some(Arc::clone(r.value()));
+        }
+        let (_, parent) = host.split_once('.')?;
+        self.wildcard.get(parent).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Publishes (or replaces) a route in one insert.
+    pub fn publish(&self, route: Arc<Route>) {
+        match route.domain.wildcard_suffix() {
+            Some(suffix) => self.wildcard.insert(suffix.to_string(), route),
+            None => self.exact.insert(route.domain.as_str().to_string(), route),
+        };
+    }
+
+    /// Removes a domain's route.
+    pub fn withdraw(&self, domain: &DomainName) {
+        match domain.wildcard_suffix() {
+            Some(suffix) => self.wildcard.remove(suffix),
+            None => self.exact.remove(domain.as_str()),
+        };
+    }
+
+    /// Number of published routes.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    /// Whether nothing is published.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
