@@ -620,7 +620,7 @@ async fn switch_errors_change_nothing() {
 }
 
 /// A JSON array is not an object: serde would read `["b"]` as `{"new_tag": "b"}` (a struct from
-/// a sequence), but the contract's bodies are objects and anything else is invalid input.
+/// a sequence), but the API's bodies are objects and anything else is invalid input.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_arrays_are_not_accepted_as_objects() {
     let (a, _b, p) = ab_proxy().await;

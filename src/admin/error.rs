@@ -1,4 +1,4 @@
-//! `ApiError` (every failure as `{"error": ...}` with the contract's status) and the JSON body
+//! `ApiError` (every failure as `{"error": ...}` with its HTTP status) and the JSON body
 //! extractors whose rejections map to 400/413/415.
 
 use axum::body::Bytes;

@@ -1,9 +1,16 @@
 //! ACME (RFC 8555) over HTTP-01 with instant-acme: the settings, the shared [`AcmeIssuer`] that
 //! holds the account and runs orders, the order counters, and ARI renewal windows.
 
+mod error;
+mod settings;
+
+use error::failure_detail;
+pub use error::AcmeError;
+pub use settings::{AcmeCounters, AcmeSettings, RenewalWindow};
+
 use super::cache::write_private_file;
 use super::challenges::{AcmeChallenges, PublishedTokens};
-use super::material::{CertError, CertMaterial};
+use super::material::CertMaterial;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, CertificateIdentifier,
     ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
@@ -11,9 +18,9 @@ use instant_acme::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Let's Encrypt's production directory.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -21,178 +28,6 @@ pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
-
-/// `[lets_encrypt]` as the cert actors use it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AcmeSettings {
-    /// Contact address for the account; empty for none.
-    pub email: String,
-    /// The ACME directory.
-    pub directory_url: String,
-    /// Extra trust root(s), PEM, for the directory's HTTPS certificate (test CAs).
-    pub ca_root_pem: Option<Vec<u8>>,
-    /// Account credentials, certificates and keys (files 0600).
-    pub cache_dir: PathBuf,
-    /// Renew this long before expiry (at most half the certificate's lifetime), unless the
-    /// directory suggests a window (ARI).
-    pub renew_before: Duration,
-    /// First retry delay after a failed order; doubles per failure up to `retry_max`.
-    pub retry_base: Duration,
-    /// Longest retry delay.
-    pub retry_max: Duration,
-    /// Longest time one order may take, from new-order to downloaded chain.
-    pub order_timeout: Duration,
-}
-
-impl AcmeSettings {
-    /// Settings with the defaults: renew 30 days before expiry, retries from 5 s doubling up to
-    /// 1 h, orders given 2 min.
-    pub fn new(
-        email: impl Into<String>,
-        directory_url: impl Into<String>,
-        cache_dir: impl Into<PathBuf>,
-    ) -> Self {
-        Self {
-            email: email.into(),
-            directory_url: directory_url.into(),
-            ca_root_pem: None,
-            cache_dir: cache_dir.into(),
-            renew_before: Duration::from_secs(30 * 86_400),
-            retry_base: Duration::from_secs(5),
-            retry_max: Duration::from_secs(3600),
-            order_timeout: Duration::from_secs(120),
-        }
-    }
-
-    /// When `cert` should be renewed by the `renew_before` rule: `renew_before` before expiry,
-    /// but never more than half its lifetime before (short-lived certificates, or a
-    /// `renew_before` longer than the lifetime, would otherwise renew in a loop).
-    pub fn renew_at(&self, cert: &CertMaterial) -> SystemTime {
-        let lifetime =
-            Duration::from_secs(cert.not_after().saturating_sub(cert.not_before()).max(0) as u64);
-        let before = self.renew_before.min(lifetime / 2);
-        let not_after = UNIX_EPOCH + Duration::from_secs(cert.not_after().max(0) as u64);
-        not_after.checked_sub(before).unwrap_or(UNIX_EPOCH)
-    }
-
-    /// The delay before retry number `failures` (1 for the first): `retry_base` doubled per
-    /// earlier failure, at most `retry_max`.
-    pub fn retry_delay(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(20);
-        self.retry_base
-            .saturating_mul(factor)
-            .min(self.retry_max.max(self.retry_base))
-    }
-}
-
-/// Orders that ended in a certificate, and orders that failed; shared with the metrics.
-#[derive(Debug, Default)]
-pub struct AcmeCounters {
-    /// Orders that gave a certificate.
-    pub success: AtomicU64,
-    /// Orders that failed (any step, the account included).
-    pub failure: AtomicU64,
-}
-
-impl AcmeCounters {
-    /// `(success, failure)` now.
-    pub fn read(&self) -> (u64, u64) {
-        (
-            self.success.load(Ordering::Relaxed),
-            self.failure.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// A renewal window suggested by the directory (ARI, RFC 9773).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RenewalWindow {
-    /// Renew no earlier than this.
-    pub start: SystemTime,
-    /// Renew before this.
-    pub end: SystemTime,
-    /// Ask again after this long.
-    pub recheck_after: Duration,
-}
-
-/// Why an order (or a step of it) failed. The text is what `last_error` shows.
-#[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
-    /// The HTTP client for the directory could not be set up.
-    #[error("ACME client setup: {0}")]
-    Client(String),
-    /// The account could not be loaded, created or stored.
-    #[error("ACME account: {0}")]
-    Account(String),
-    /// The directory refused the new order.
-    #[error("new order for {domain}: {error}")]
-    NewOrder {
-        /// The domain.
-        domain: String,
-        /// What the directory said.
-        error: instant_acme::Error,
-    },
-    /// An authorization could not be read or is in a state that cannot be completed.
-    #[error("authorization for {domain}: {detail}")]
-    Authorization {
-        /// The domain.
-        domain: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The directory offered no HTTP-01 challenge.
-    #[error("no http-01 challenge offered for {0}")]
-    NoHttp01(String),
-    /// The challenge failed: the directory could not validate the domain.
-    #[error("challenge for {domain} failed: {detail}")]
-    Challenge {
-        /// The domain.
-        domain: String,
-        /// The directory's problem documents.
-        detail: String,
-    },
-    /// Key or CSR generation failed.
-    #[error("key or CSR generation for {domain}: {detail}")]
-    Csr {
-        /// The domain.
-        domain: String,
-        /// What rcgen said.
-        detail: String,
-    },
-    /// Finalizing the order failed.
-    #[error("finalize order for {domain}: {error}")]
-    Finalize {
-        /// The domain.
-        domain: String,
-        /// What the directory said.
-        error: instant_acme::Error,
-    },
-    /// Downloading the certificate failed.
-    #[error("certificate download for {domain}: {error}")]
-    Download {
-        /// The domain.
-        domain: String,
-        /// What the directory said.
-        error: instant_acme::Error,
-    },
-    /// The issued chain is unusable.
-    #[error("issued certificate: {0}")]
-    Material(#[from] CertError),
-    /// Wildcards need DNS-01, which is not supported.
-    #[error("{0}: a wildcard needs DNS-01 validation; HTTP-01 cannot obtain it (give it as a [[certificates]] entry)")]
-    Wildcard(String),
-    /// The order took longer than `order_timeout`.
-    #[error("order for {domain} took longer than {after:?}")]
-    Timeout {
-        /// The domain.
-        domain: String,
-        /// The limit.
-        after: Duration,
-    },
-    /// The ARI renewal window could not be read.
-    #[error("renewal info: {0}")]
-    RenewalInfo(String),
-}
 
 type AcmeHttp = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -547,47 +382,6 @@ impl AcmeIssuer {
 }
 
 /// Why an order became invalid: the problems of its failed challenges.
-async fn failure_detail(order: &mut Order) -> String {
-    let mut details = Vec::new();
-    let mut authorizations = order.authorizations();
-    while let Some(authz) = authorizations.next().await {
-        let mut authz = match authz {
-            Ok(a) => a,
-            Err(e) => {
-                details.push(format!("cannot read an authorization: {e}"));
-                continue;
-            }
-        };
-        let state = match authz.refresh().await {
-            Ok(s) => s,
-            Err(e) => {
-                details.push(format!("cannot read an authorization: {e}"));
-                continue;
-            }
-        };
-        let id = state.identifier().to_string();
-        for c in &state.challenges {
-            if let Some(problem) = &c.error {
-                details.push(format!("{id}: {} {problem}", challenge_name(&c.r#type)));
-            }
-        }
-    }
-    if details.is_empty() {
-        "the order became invalid".into()
-    } else {
-        details.join("; ")
-    }
-}
-
-fn challenge_name(t: &ChallengeType) -> &'static str {
-    match t {
-        ChallengeType::Http01 => "http-01",
-        ChallengeType::Dns01 => "dns-01",
-        ChallengeType::TlsAlpn01 => "tls-alpn-01",
-        _ => "challenge",
-    }
-}
-
 /// An HTTPS client trusting the platform's roots plus the PEM certificates in `pem`.
 fn http_client_with_root(pem: &[u8]) -> Result<AcmeHttp, AcmeError> {
     let extra = CertificateDer::pem_slice_iter(pem)

@@ -1,4 +1,4 @@
-//! Which certificate a TLS domain gets, in the contract's order: a `[[certificates]]` file,
+//! Which certificate a TLS domain gets, in this order: a `[[certificates]]` file,
 //! else ACME (one CertActor per domain), else a self-signed certificate made at once.
 
 use super::{AcmeIssuer, CertMaterial, CertSource, CertStore};

@@ -1,4 +1,4 @@
-//! Tests of the families: contract names, stats, and series that go with their domain.
+//! Tests of the families: the documented names, stats, and series that go with their domain.
 
 use super::actor::MetricsBook;
 use super::*;
