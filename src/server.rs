@@ -272,11 +272,18 @@ fn load_registry(
         }
         None => cfg.seed.clone(),
     };
-    Registry::from_state(state).map_err(|errs| {
+    let registry = Registry::from_state(state).map_err(|errs| {
         errs.into_iter()
             .map(|e| format!("{}: {e}", store.path().display()))
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    })?;
+    for (id, address) in registry.unresolved() {
+        notes.push(format!(
+            "backend '{id}': address '{address}' does not resolve; it starts unhealthy and is \
+             resolved again every few seconds"
+        ));
+    }
+    Ok(registry)
 }
 
 fn check_bindable(cfg: &Config) -> Result<(), Vec<String>> {

@@ -12,15 +12,24 @@ pub use error::{Conflict, Invalid, NotFound, RegistryError};
 use crate::command::BackendView;
 use crate::metrics::{BackendGauge, RouteHandles};
 use crate::model::{
-    check_tags, check_weight, resolve_address, BackendId, BackendRecord, DomainName, DomainRecord,
-    Tag,
+    check_address_shape, check_tags, check_weight, resolve_address, BackendId, BackendRecord,
+    DomainName, DomainRecord, Tag,
 };
 use crate::routing::{BackendPool, Route, RouteTable};
 use crate::store::PersistedState;
 use crate::upstream::UpstreamBackend;
 pub use commands::check_policy;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The port of a `host:port` address whose shape was checked.
+fn address_port(address: &str) -> u16 {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0)
+}
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -68,7 +77,10 @@ struct Undo {
 // === impl Registry: building ===
 
 impl Registry {
-    /// Builds a registry from stored records, listing every problem found.
+    /// Builds a registry from stored records, listing every problem found. It accepts what the
+    /// API can leave behind: a domain whose tag lost its last backend (forced delete) starts and
+    /// answers 503, and a backend whose host name does not resolve now starts unhealthy and is
+    /// resolved again later ([`Registry::unresolved`]).
     pub fn from_state(state: PersistedState) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut reg = Registry::default();
@@ -76,26 +88,25 @@ impl Registry {
             if let Err(e) = check_tags(&b.tags).and_then(|_| check_weight(b.weight)) {
                 errors.push(format!("backend '{}': {e}", b.id));
             }
-            match resolve_address(&b.address) {
-                Ok(addr) => {
-                    reg.upstreams.insert(
-                        b.id.clone(),
-                        Arc::new(UpstreamBackend::new(b.id.as_str(), addr)),
-                    );
+            let upstream = match (check_address_shape(&b.address), resolve_address(&b.address)) {
+                (Err(e), _) => {
+                    errors.push(format!("backend '{}': {e}", b.id));
+                    None
                 }
-                Err(e) => errors.push(format!("backend '{}': {e}", b.id)),
+                (Ok(()), Ok(addr)) => Some(UpstreamBackend::new(b.id.as_str(), addr)),
+                (Ok(()), Err(_)) => Some(UpstreamBackend::unresolved(
+                    b.id.as_str(),
+                    address_port(&b.address),
+                )),
+            };
+            if let Some(u) = upstream {
+                reg.upstreams.insert(b.id.clone(), Arc::new(u));
             }
             if reg.backends.insert(b.id.clone(), b.clone()).is_some() {
                 errors.push(format!("backend id '{}' is used twice", b.id));
             }
         }
         for d in state.domains {
-            if !reg.tag_exists(&d.enabled_backends_tag) {
-                errors.push(format!(
-                    "domain '{}': no backend carries tag '{}'",
-                    d.domain, d.enabled_backends_tag
-                ));
-            }
             if let Err(e) = check_policy(d.lb_policy, d.lb_hash_header.as_deref()) {
                 errors.push(format!("domain '{}': {e}", d.domain));
             }
@@ -108,6 +119,45 @@ impl Registry {
         } else {
             Err(errors)
         }
+    }
+
+    /// Backends started without an address because their host name did not resolve, with
+    /// the configured address.
+    pub fn unresolved(&self) -> impl Iterator<Item = (&BackendId, &str)> + '_ {
+        self.upstreams
+            .iter()
+            .filter(|(_, u)| !u.is_resolved())
+            .filter_map(|(id, _)| Some((id, self.backend_address(id)?)))
+    }
+
+    /// Gives an unresolved backend the address its host name now resolves to (nothing is
+    /// persisted: the record is unchanged). `None` when the backend is gone, was re-addressed
+    /// meanwhile, or is resolved already.
+    pub fn resolve_later(
+        &mut self,
+        id: &BackendId,
+        address: &str,
+        addr: SocketAddr,
+    ) -> Option<Effects> {
+        let record = self.backends.get(id)?;
+        if record.address != address || self.upstreams.get(id)?.is_resolved() {
+            return None;
+        }
+        let tags: Vec<Tag> = record.tags.clone();
+        self.upstreams.insert(
+            id.clone(),
+            Arc::new(UpstreamBackend::new(id.as_str(), addr)),
+        );
+        let mut effects = Effects {
+            republish: self
+                .domains_on(&tags.iter().collect::<Vec<_>>())
+                .cloned()
+                .collect(),
+            ..Effects::default()
+        };
+        effects.probe.push(id.clone());
+        effects.backends_changed = true;
+        Some(effects)
     }
 
     /// The records to persist.

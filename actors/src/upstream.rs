@@ -241,6 +241,9 @@ pub struct UpstreamBackend {
     pub addr: SocketAddr,
     /// Health word.
     pub health: BackendHealth,
+    /// False for a backend whose host name did not resolve: it takes no traffic and is not
+    /// probed until a later resolution replaces it.
+    resolved: bool,
 }
 
 impl UpstreamBackend {
@@ -250,6 +253,26 @@ impl UpstreamBackend {
             id: Arc::from(id),
             addr,
             health: BackendHealth::default(),
+            resolved: true,
         }
+    }
+
+    /// A backend whose host name does not resolve (yet): unhealthy, with no address to use.
+    pub fn unresolved(id: &str, port: u16) -> Self {
+        let health = BackendHealth::default();
+        health
+            .word
+            .store(HealthStatus::Unhealthy.bits(), Ordering::Relaxed);
+        Self {
+            id: Arc::from(id),
+            addr: SocketAddr::from(([0, 0, 0, 0], port)),
+            health,
+            resolved: false,
+        }
+    }
+
+    /// Whether the address is a resolved one.
+    pub fn is_resolved(&self) -> bool {
+        self.resolved
     }
 }

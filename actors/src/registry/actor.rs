@@ -36,7 +36,21 @@ pub enum RegistryMsg {
     CrashProbe(String, RpcReplyPort<bool>),
     /// Every certificate served, with its source and status.
     ListCertificates(RpcReplyPort<Vec<CertInfo>>),
+    /// Time to try the host names that did not resolve again.
+    ResolveAgain,
+    /// A host name that did not resolve now does.
+    Resolved {
+        /// The backend.
+        id: BackendId,
+        /// Its configured address, as it was when the lookup started.
+        address: String,
+        /// What it resolved to.
+        addr: std::net::SocketAddr,
+    },
 }
+
+/// How often host names that did not resolve at start are tried again.
+const RESOLVE_AGAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl From<ProbeReport> for RegistryMsg {
     fn from(r: ProbeReport) -> Self {
@@ -147,6 +161,7 @@ impl Actor for RegistryActor {
         for d in domains {
             state.provision_cert(&myself, &d).await;
         }
+        myself.send_interval(RESOLVE_AGAIN_EVERY, || RegistryMsg::ResolveAgain);
         Ok(())
     }
 
@@ -173,6 +188,18 @@ impl Actor for RegistryActor {
                 let _ = reply.send(state.registry.backend(&id));
             }
             RegistryMsg::ProbeResult(report) => state.record_probe(report),
+            RegistryMsg::ResolveAgain => state.resolve_again(&myself),
+            RegistryMsg::Resolved { id, address, addr } => {
+                if let Some(effects) = state.registry.resolve_later(&id, &address, addr) {
+                    tracing::info!(backend = %id, address = %address, addr = %addr,
+                        "backend host name resolves now; it is probed and takes traffic when healthy");
+                    state
+                        .registry
+                        .publish(&effects, &state.table, &mut state.handles);
+                    state.send_metric_updates();
+                    state.start_probe(&myself, &id).await;
+                }
+            }
             RegistryMsg::Supervision(reply) => {
                 let _ = reply.send(SupervisionReport {
                     probes: state.probes.len(),
@@ -288,6 +315,29 @@ impl RegistryState {
             })
     }
 
+    /// Looks up every unresolved host name on the blocking pool; answers come back as
+    /// [`RegistryMsg::Resolved`], so the registry never waits for DNS.
+    fn resolve_again(&self, myself: &ActorRef<RegistryMsg>) {
+        for (id, address) in self.registry.unresolved() {
+            let (id, address, me) = (id.clone(), address.to_string(), myself.clone());
+            tokio::spawn(async move {
+                let lookup = address.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || crate::model::resolve_address(&lookup))
+                        .await;
+                match found {
+                    Ok(Ok(addr)) => {
+                        let _ = me.send_message(RegistryMsg::Resolved { id, address, addr });
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(backend = %id, error = %e, "backend host name still does not resolve")
+                    }
+                    Err(_) => {}
+                }
+            });
+        }
+    }
+
     fn send_metric_updates(&mut self) {
         for u in self.handles.take_updates() {
             let _ = self.metrics.send_message(MetricsMsg::Update(u));
@@ -304,6 +354,9 @@ impl RegistryState {
         ) else {
             return;
         };
+        if !target.is_resolved() {
+            return; // Probed once its host name resolves.
+        }
         let args = ProbeArgs {
             target,
             host,

@@ -244,7 +244,71 @@ fn from_state_lists_every_problem() {
     state.domains[0].enabled_backends_tag = Tag::parse("zz").unwrap();
     state.domains.push(state.domains[0].clone());
     let errs = Registry::from_state(state).unwrap_err();
-    assert_eq!(errs.len(), 4, "{errs:?}");
+    // The bad address and the duplicate domain; a tag without backends is a state the API can
+    // leave (forced delete), so it loads.
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}
+
+#[test]
+fn whatever_the_api_accepts_loads_again() {
+    let mut r = seeded();
+    r.apply(Command::DeleteBackend {
+        id: "a1".into(),
+        force: true,
+    })
+    .unwrap();
+    r.apply(Command::DeleteBackend {
+        id: "a2".into(),
+        force: true,
+    })
+    .unwrap();
+    let state = r.state();
+    let loaded = Registry::from_state(state.clone()).expect("a forced delete's state loads");
+    assert_eq!(loaded.state(), state);
+    let table = RouteTable::new();
+    loaded.publish_all(
+        &table,
+        &mut crate::metrics::RouteHandles::new(crate::metrics::Metrics::new()),
+    );
+    let route = table.lookup("app.example.com").expect("published");
+    assert!(route.pool.pick(|_| false).is_none(), "no backend: 503");
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_starts_unhealthy_and_resolves_later() {
+    let mut state = seeded().state();
+    state.backends[0].address = "no-such-host.invalid:8080".into();
+    let mut r = Registry::from_state(state).expect("starts anyway");
+    let id = state_id(&r, 0);
+    let up = r.upstream(&id).unwrap().clone();
+    assert!(!up.is_resolved());
+    assert!(!up.health.is_routable());
+    let unresolved: Vec<_> = r
+        .unresolved()
+        .map(|(i, a)| (i.clone(), a.to_string()))
+        .collect();
+    assert_eq!(
+        unresolved,
+        vec![(id.clone(), "no-such-host.invalid:8080".to_string())]
+    );
+    let addr = "127.0.0.1:8080".parse().unwrap();
+    assert!(
+        r.resolve_later(&id, "other:1", addr).is_none(),
+        "stale lookups are ignored"
+    );
+    let fx = r
+        .resolve_later(&id, "no-such-host.invalid:8080", addr)
+        .expect("resolved");
+    assert_eq!(fx.probe, vec![id.clone()]);
+    assert!(!fx.republish.is_empty());
+    let up = r.upstream(&id).unwrap();
+    assert!(up.is_resolved() && up.health.is_routable());
+    assert_eq!(up.addr, addr);
+    assert_eq!(r.unresolved().count(), 0);
+}
+
+fn state_id(r: &Registry, i: usize) -> BackendId {
+    r.backend_ids().nth(i).unwrap().clone()
 }
 
 #[test]

@@ -80,17 +80,12 @@ impl JsonFileStore {
             .map_err(|e| self.err("cannot create the directory of", &self.path, e))?;
         let mut json = serde_json::to_vec(state).expect("state serialises");
         json.push(b'\n');
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            self.path
-                .file_name()
-                .map_or("state".into(), |n| n.to_string_lossy()),
-            std::process::id()
-        ));
+        let tmp = dir.join(format!("{}{}.tmp", self.tmp_prefix(), std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(|e| self.err("cannot create", &tmp, e))?;
-        f.write_all(&json)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| self.err("cannot write", &tmp, e))?;
+        f.write_all(&json).and_then(|_| f.sync_all()).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            self.err("cannot write", &tmp, e)
+        })?;
         fs::rename(&tmp, &self.path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             self.err("cannot replace", &self.path, e)
@@ -99,6 +94,45 @@ impl JsonFileStore {
         Ok(json.len() as u64)
     }
 
+    /// Temp files of snapshot writes are `.<file name>.<pid>.tmp` beside the state file.
+    fn tmp_prefix(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map_or("state".into(), |n| n.to_string_lossy());
+        format!(".{name}.")
+    }
+
+    /// Removes temp files that writers killed mid-write left behind (a live process's own,
+    /// during an upgrade, is kept). Returns what was removed.
+    pub fn remove_leftovers(&self) -> Vec<PathBuf> {
+        let prefix = self.tmp_prefix();
+        let Ok(entries) = fs::read_dir(self.dir()) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.strip_suffix(".tmp"))
+            else {
+                continue;
+            };
+            let live = pid.parse::<u32>().is_ok_and(|p| {
+                p != std::process::id() && Path::new(&format!("/proc/{p}")).exists()
+            });
+            if !live && fs::remove_file(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+        removed
+    }
+
+    /// Appends whole lines. A torn last line (a crash or a full disk mid-append, never
+    /// acknowledged) is cut off first, so a new change is never written onto a fragment; a
+    /// failed append is cut back off the same way.
     fn append_journal(&self, changes: &[StateChange]) -> Result<u64, StoreError> {
         let mut lines = Vec::new();
         for c in changes {
@@ -108,16 +142,50 @@ impl JsonFileStore {
         let new = !self.journal_path.exists();
         let mut f = fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.journal_path)
             .map_err(|e| self.err("cannot open", &self.journal_path, e))?;
+        let len = self
+            .complete_length(&mut f)
+            .map_err(|e| self.err("cannot repair the end of", &self.journal_path, e))?;
         f.write_all(&lines)
             .and_then(|_| f.sync_data())
-            .map_err(|e| self.err("cannot append to", &self.journal_path, e))?;
+            .map_err(|e| {
+                let _ = f.set_len(len).and_then(|_| f.sync_data());
+                self.err("cannot append to", &self.journal_path, e)
+            })?;
         if new {
             sync_dir(&self.dir());
         }
         Ok(lines.len() as u64)
+    }
+
+    /// The journal's length up to its last newline, truncating a torn tail after it.
+    fn complete_length(&self, f: &mut fs::File) -> std::io::Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = f.metadata()?.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] == b'\n' {
+            return Ok(len);
+        }
+        let mut all = Vec::with_capacity(len as usize);
+        f.seek(SeekFrom::Start(0))?;
+        f.read_to_end(&mut all)?;
+        let keep = all.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
+        f.set_len(keep)?;
+        f.sync_data()?;
+        tracing::warn!(
+            journal = %self.journal_path.display(),
+            dropped_bytes = len - keep,
+            "state journal ended in an unfinished line (never acknowledged); cut it off"
+        );
+        Ok(keep)
     }
 
     fn read_journal(&self) -> Result<Vec<StateChange>, StoreError> {
@@ -155,6 +223,9 @@ fn sync_dir(dir: &Path) {
 
 impl StateStore for JsonFileStore {
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+        for leftover in self.remove_leftovers() {
+            tracing::info!(file = %leftover.display(), "removed the temp file of an interrupted state write");
+        }
         let snapshot = match fs::read_to_string(&self.path) {
             Ok(text) => {
                 let state: PersistedState =
@@ -356,5 +427,108 @@ mod tests {
             JsonFileStore::new(&path).load().unwrap().unwrap(),
             sorted(s)
         );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = JsonFileStore::new(&path);
+        let mut s = state(3000);
+        store.commit(&[], Some(&s)).unwrap();
+        s.domains.push(domain(3000));
+        store
+            .commit(&[StateChange::PutDomain(domain(3000))], None)
+            .unwrap();
+        // A crash mid-append, then one more acknowledged change.
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(store.journal_path())
+            .unwrap();
+        f.write_all(br#"{"op":"put_domain","value":{"dom"#).unwrap();
+        let store = JsonFileStore::new(&path);
+        s.domains.push(domain(3001));
+        store
+            .commit(&[StateChange::PutDomain(domain(3001))], None)
+            .unwrap();
+        assert_eq!(
+            JsonFileStore::new(&path).load().unwrap().unwrap(),
+            sorted(s),
+            "the fragment is gone and both changes load"
+        );
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = JsonFileStore::new(&path);
+        store.commit(&[], Some(&state(1))).unwrap();
+        let dead = dir.path().join(".state.json.4000000.tmp");
+        let live = dir
+            .path()
+            .join(format!(".state.json.{}.tmp", std::process::id() + 0));
+        let other = dir.path().join("unrelated.tmp");
+        for f in [&dead, &other] {
+            fs::write(f, "partial").unwrap();
+        }
+        store.load().unwrap();
+        assert!(!dead.exists(), "a dead writer's temp file is removed");
+        assert!(other.exists(), "files of others are left alone");
+        let _ = live;
+    }
+
+    /// A real full disk (a tiny tmpfs; needs root to mount, skipped otherwise): the failed
+    /// commit reports the error and leaves nothing that breaks the next commit or load.
+    #[test]
+    fn a_full_disk_fails_the_commit_and_damages_nothing() {
+        let mnt = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(mnt.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        let result = std::panic::catch_unwind(|| {
+            let path = mnt.path().join("state.json");
+            let store = JsonFileStore::new(&path);
+            let mut s = state(2000); // over SMALL_SNAPSHOT: journal mode
+            store.commit(&[], Some(&s)).unwrap();
+            // A journal whose last page has room left, so that the failing append below
+            // writes part of its lines before the disk is full: a torn tail.
+            s.domains.push(domain(4000));
+            store
+                .commit(&[StateChange::PutDomain(domain(4000))], None)
+                .unwrap();
+            let filler = mnt.path().join("filler");
+            let mut f = fs::File::create(&filler).unwrap();
+            let chunk = vec![0u8; 4096];
+            while f.write_all(&chunk).and_then(|_| f.sync_all()).is_ok() {}
+            let many: Vec<_> = (5000..5100)
+                .map(|i| StateChange::PutDomain(domain(i)))
+                .collect();
+            let err = store.commit(&many, None).unwrap_err();
+            assert!(err.to_string().contains("journal"), "{err}");
+            drop(f);
+            fs::remove_file(&filler).unwrap();
+            s.domains.push(domain(5001));
+            store
+                .commit(&[StateChange::PutDomain(domain(5001))], None)
+                .unwrap();
+            assert_eq!(
+                JsonFileStore::new(&path).load().unwrap().unwrap(),
+                sorted(s),
+                "the failed change is absent, the next one is there, the journal loads"
+            );
+        });
+        let _ = std::process::Command::new("umount")
+            .arg(mnt.path())
+            .status();
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
     }
 }
