@@ -87,8 +87,13 @@ fn merge(a: RunFlags, b: RunFlags) -> RunFlags {
     }
 }
 
+/// The variables the configuration reads, taken from this process's environment.
+fn environment() -> pingora_vhost::config::Env {
+    pingora_vhost::config::Env::from_source(|name| std::env::var(name).ok())
+}
+
 fn check(path: &std::path::Path) -> Result<(), Vec<String>> {
-    let cfg = pingora_vhost::config::load(path)?;
+    let cfg = pingora_vhost::config::load(path, &environment())?;
     for note in &cfg.warnings {
         eprintln!("warning: {note}");
     }
@@ -102,7 +107,7 @@ fn check(path: &std::path::Path) -> Result<(), Vec<String>> {
 }
 
 fn run(path: &std::path::Path, flags: RunFlags) -> Result<(), Vec<String>> {
-    let cfg = pingora_vhost::config::load(path)?;
+    let cfg = pingora_vhost::config::load(path, &environment())?;
     pingora_vhost::server::run(
         cfg,
         pingora_vhost::server::RunOptions {

@@ -1,4 +1,13 @@
+//! Parsing and validation of config text, without files or the process environment.
+
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parses `text` with nothing set in the environment.
+fn parse(text: &str) -> Result<Config, Vec<String>> {
+    super::parse(text, &Env::default())
+}
 
 const MINIMAL: &str = r#"
 [proxy]
@@ -136,4 +145,25 @@ fn https_only_is_valid_but_acme_needs_the_plain_listener() {
     .unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].contains("listen_addr_http"), "{errs:?}");
+}
+
+#[test]
+fn the_admin_token_comes_from_the_environment_before_the_file() {
+    let text = MINIMAL.replace("[proxy]", "[proxy]\nadmin_token = \"from-file\"");
+    let env_with = |value: &str| {
+        let value = value.to_string();
+        Env::from_source(move |name| (name == ADMIN_TOKEN_VAR).then(|| value.clone()))
+    };
+    let c = super::parse(&text, &env_with("from-env")).unwrap();
+    assert_eq!(c.admin_token.as_deref(), Some("from-env"));
+    let c = super::parse(&text, &env_with("")).unwrap();
+    assert_eq!(
+        c.admin_token.as_deref(),
+        Some("from-file"),
+        "empty is unset"
+    );
+    assert_eq!(parse(MINIMAL).unwrap().admin_token, None);
+    let public = MINIMAL.replace("127.0.0.1:8081", "0.0.0.0:8081");
+    assert!(parse(&public).is_err());
+    assert!(super::parse(&public, &env_with("t0ken")).is_ok());
 }
