@@ -1,6 +1,8 @@
 //! The configuration file: [`schema`] is what users write (with its defaults), [`validate`]
-//! turns it into the [`Config`] the running system uses, reporting every problem at once.
+//! turns it into the [`Config`] the running system uses, and [`document`] reads the TOML so that
+//! unknown keys, wrong types and invalid values are all reported in one run, with their places.
 
+mod document;
 mod env;
 mod problem;
 mod runtime;
@@ -8,35 +10,62 @@ mod schema;
 mod validate;
 
 pub use env::{Env, ADMIN_TOKEN_VAR};
-pub use problem::{KeyPath, Problem, Step};
+pub use problem::{KeyPath, Place, Problem, Step};
 pub use runtime::{Config, Limits, ManualCertificate};
 pub use schema::{LogFormat, LogOutput, LoggingConfig};
 
+use document::Document;
 use schema::ConfigFile;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Reads and validates a config file; the error lists every problem, one a line.
-pub fn load(path: &Path, env: &Env) -> Result<Config, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("cannot read config file {}: {e}", path.display())])?;
-    parse(&text, env).map_err(|errs| {
-        errs.into_iter()
-            .map(|e| format!("{}: {e}", path.display()))
-            .collect()
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read and has problems.
+    #[error("{} has {} problem(s)", path.display(), problems.len())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, in the order to show them.
+        problems: Vec<Problem>,
+    },
+}
+
+impl LoadError {
+    /// One line per problem, as users see them (`PATH:LINE:COLUMN: ...` where the file has it).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Unreadable { .. } => vec![format!("error: {self}")],
+            Self::Invalid { path, problems } => problems.iter().map(|p| p.located(path)).collect(),
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, env: &Env) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check(&text, env).map_err(|problems| LoadError::Invalid {
+        path: path.to_path_buf(),
+        problems,
     })
 }
 
-/// Parses and validates config text.
-pub fn parse(text: &str, env: &Env) -> Result<Config, Vec<String>> {
-    let file: ConfigFile = toml::from_str(text).map_err(|e| {
-        vec![e
-            .to_string()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")]
-    })?;
-    validate::validate(file, env).map_err(|errs| errs.iter().map(|p| p.to_string()).collect())
+/// Parses and validates config text; the error lists every problem found.
+pub fn check(text: &str, env: &Env) -> Result<Config, Vec<Problem>> {
+    let document = Document::parse(text).map_err(|p| vec![p])?;
+    document.read(|file: ConfigFile| validate::validate(file, env))
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ tags = []
     assert_eq!(code, 1);
     let lines: Vec<&str> = err.lines().collect();
     assert!(lines.len() >= 6, "{err}");
-    assert!(lines.iter().all(|l| l.starts_with("error: ")), "{err}");
+    assert!(lines.iter().all(|l| is_located(l, "c.toml")), "{err}");
     for needle in [
         "listen_addr_http",
         "threads",
@@ -76,6 +76,76 @@ tags = []
         assert!(err.contains(needle), "missing {needle}: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Whether `line` starts `FILE:LINE:COLUMN: ` with numbers from 1.
+fn is_located(line: &str, file: &str) -> bool {
+    let Some(rest) = line.strip_prefix(&format!("{file}:")) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok()).is_some_and(|n| n > 0);
+    number(parts.next()) && number(parts.next()) && parts.next().is_some_and(|r| r.starts_with(' '))
+}
+
+#[test]
+fn check_reports_keys_types_and_values_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[proxy]
+listen_addr_http = "127.0.0.1:8000"
+management_api_addr = "127.0.0.1:8081"
+threads = "two"
+
+[helth_check]
+path = "/health"
+
+[health_check]
+interval_secs = 0
+
+[[virtual_hosts]]
+domain = "bad domain"
+enabled_backends_tag = "a"
+
+[[backends]]
+id = "a1"
+address = "127.0.0.1:3001"
+tags = ["a"]
+wieght = 2
+
+[[backends]]
+id = "b1"
+address = "127.0.0.1:3002"
+tags = []
+"#;
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        ("c.toml:4:11: proxy.threads: ", "expected a whole number"),
+        ("c.toml:6:2: ", "unknown field `helth_check`"),
+        ("c.toml:20:1: backends[0]: ", "unknown field `wieght`"),
+        ("c.toml:10:17: health_check.interval_secs: ", "must be > 0"),
+        (
+            "c.toml:13:10: virtual_hosts[0].domain: ",
+            "not a valid DNS name",
+        ),
+        ("c.toml:25:8: backends[1].tags: ", "at least one tag"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for ((start, words), line) in expected.iter().zip(&lines) {
+        assert!(
+            line.starts_with(start) && line.contains(words),
+            "{line}\n{err}"
+        );
+    }
+    assert!(!err.contains(" | "), "no caret snippets: {err}");
+    let (code, _, again) = run_in(dir.path(), &["run", "--config", "c.toml"]);
+    assert_eq!(
+        (code, again.as_str()),
+        (1, err.as_str()),
+        "run refuses it alike"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! A problem found in a config file: the key it is about, as users read it, and what is wrong.
+//! A problem found in a config file: the key it is about, as users read it, where it is in the
+//! file, and what is wrong.
 
 use std::fmt;
+use std::path::Path;
 
 /// A path to a key or table in the file, shown as `backends[0].tags`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,22 @@ impl KeyPath {
     pub fn steps(&self) -> &[Step] {
         &self.0
     }
+
+    /// Whether `self` is `prefix` or lies under it.
+    pub fn starts_with(&self, prefix: &KeyPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The table or array holding this key (the top of the file for a section).
+    pub fn parent(&self) -> KeyPath {
+        Self(self.0[..self.0.len().saturating_sub(1)].to_vec())
+    }
+}
+
+impl From<Vec<Step>> for KeyPath {
+    fn from(steps: Vec<Step>) -> Self {
+        Self(steps)
+    }
 }
 
 impl fmt::Display for KeyPath {
@@ -54,13 +72,47 @@ impl fmt::Display for KeyPath {
     }
 }
 
-/// One problem: the key it is about and what is wrong with it.
+/// A position in the file, both 1-based; the column counts characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    /// Line number.
+    pub line: usize,
+    /// Column number.
+    pub column: usize,
+}
+
+impl Place {
+    /// The place of byte `offset` of `text`.
+    pub fn of_offset(text: &str, offset: usize) -> Self {
+        // toml's spans fall on character boundaries; anything else counts as the end.
+        let before = text.get(..offset).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Self {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+/// One problem: the key it is about, where, and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     /// Where in the file's structure.
     pub key: KeyPath,
+    /// Where in the file's text, when the file has that place (a missing section has none).
+    pub place: Option<Place>,
     /// What is wrong, in plain words.
     pub message: String,
+}
+
+impl Problem {
+    /// The line users see: `FILE:LINE:COLUMN: key: message` (`FILE: key: message` without a place).
+    pub fn located(&self, file: &Path) -> String {
+        match self.place {
+            Some(Place { line, column }) => format!("{}:{line}:{column}: {self}", file.display()),
+            None => format!("{}: {self}", file.display()),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -82,6 +134,7 @@ impl Problems {
     pub(super) fn push(&mut self, key: KeyPath, message: impl fmt::Display) {
         self.0.push(Problem {
             key,
+            place: None,
             message: message.to_string(),
         });
     }

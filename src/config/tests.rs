@@ -4,9 +4,9 @@ use super::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Parses `text` with nothing set in the environment.
+/// Checks `text` with nothing set in the environment; problems as `key: message`.
 fn parse(text: &str) -> Result<Config, Vec<String>> {
-    super::parse(text, &Env::default())
+    check(text, &Env::default()).map_err(|ps| ps.iter().map(Problem::to_string).collect())
 }
 
 const MINIMAL: &str = r#"
@@ -154,9 +154,9 @@ fn the_admin_token_comes_from_the_environment_before_the_file() {
         let value = value.to_string();
         Env::from_source(move |name| (name == ADMIN_TOKEN_VAR).then(|| value.clone()))
     };
-    let c = super::parse(&text, &env_with("from-env")).unwrap();
+    let c = check(&text, &env_with("from-env")).unwrap();
     assert_eq!(c.admin_token.as_deref(), Some("from-env"));
-    let c = super::parse(&text, &env_with("")).unwrap();
+    let c = check(&text, &env_with("")).unwrap();
     assert_eq!(
         c.admin_token.as_deref(),
         Some("from-file"),
@@ -165,5 +165,68 @@ fn the_admin_token_comes_from_the_environment_before_the_file() {
     assert_eq!(parse(MINIMAL).unwrap().admin_token, None);
     let public = MINIMAL.replace("127.0.0.1:8081", "0.0.0.0:8081");
     assert!(parse(&public).is_err());
-    assert!(super::parse(&public, &env_with("t0ken")).is_ok());
+    assert!(check(&public, &env_with("t0ken")).is_ok());
+}
+
+/// `check` on `text`, each problem as `LINE:COLUMN: key: message`.
+fn located(text: &str) -> Vec<String> {
+    check(text, &Env::default())
+        .unwrap_err()
+        .iter()
+        .map(|p| {
+            let at = p.place.expect("every problem here has a place");
+            format!("{}:{}: {p}", at.line, at.column)
+        })
+        .collect()
+}
+
+#[test]
+fn entries_of_the_wrong_type_are_left_out_and_the_rest_still_validated() {
+    let text = r#"
+[proxy]
+listen_addr_http = "127.0.0.1:8000"
+
+[[backends]]
+id = "x"
+address = 5
+tags = ["a"]
+
+[[backends]]
+address = "127.0.0.1:3002"
+tags = ["a"]
+
+[[backends]]
+id = "z"
+address = "127.0.0.1:3003"
+tags = ["a", 7]
+weight = 0
+
+[[backends]]
+id = "w"
+address = "127.0.0.1"
+tags = ["a"]
+
+[logging]
+format = "xml"
+"#;
+    assert_eq!(
+        located(text),
+        [
+            "7:11: backends[0].address: invalid type: integer `5`, expected a string",
+            "10:1: backends[1]: missing field `id`",
+            "17:14: backends[2].tags[1]: invalid type: integer `7`, expected a string",
+            "26:10: logging.format: unknown value `xml`, expected `text` or `json`",
+            // Numbered as written although backends[0] and [1] could not be read.
+            "18:10: backends[2].weight: weight 0 is out of range 1..=1000",
+            "22:11: backends[3].address: address '127.0.0.1' must be host:port (a port is required)",
+        ]
+    );
+}
+
+#[test]
+fn a_syntax_error_is_reported_alone_with_its_place() {
+    assert_eq!(
+        located("[proxy]\nthreads = 2\n[[backends]\n"),
+        ["3:12: unclosed array table, expected `]`"]
+    );
 }
