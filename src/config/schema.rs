@@ -178,8 +178,10 @@ pub(super) struct MetricsSection {
 fn yes() -> bool {
     true
 }
+/// Loopback: metrics name every domain and backend, so exposing them is the operator's choice;
+/// 9464 is the port OpenTelemetry's Prometheus exporters use (9090 is Prometheus's own).
 fn default_metrics_addr() -> String {
-    "0.0.0.0:9090".into()
+    "127.0.0.1:9464".into()
 }
 
 /// `[health_check]`: active probe settings.

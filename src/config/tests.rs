@@ -230,3 +230,11 @@ fn a_syntax_error_is_reported_alone_with_its_place() {
         ["3:12: unclosed array table, expected `]`"]
     );
 }
+
+#[test]
+fn metrics_listen_on_loopback_unless_told_otherwise() {
+    let c = parse(&format!("{MINIMAL}\n[metrics]\n")).unwrap();
+    assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    let c = parse(&format!("{MINIMAL}\n[metrics]\nenabled = false\n")).unwrap();
+    assert_eq!(c.metrics_addr, None);
+}
