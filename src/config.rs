@@ -4,6 +4,7 @@
 
 mod document;
 mod env;
+mod listeners;
 mod problem;
 mod runtime;
 mod schema;

@@ -250,3 +250,120 @@ fn daemon_detaches_and_keeps_serving() {
         "logs go to files when detached"
     );
 }
+
+/// `check` on `text` as c.toml: the exit code and stderr.
+fn check_text(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    (code, err)
+}
+
+/// The 1-based line of `text` that holds `needle` first.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn check_refuses_two_listeners_on_one_address() {
+    let text = valid_config().replace(
+        "management_api_addr = \"127.0.0.1:2\"",
+        "management_api_addr = \"127.0.0.1:1\"",
+    );
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let at = line_of(&text, "management_api_addr");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:23: proxy.management_api_addr: 127.0.0.1:1 clashes with \
+             proxy.listen_addr_http = 127.0.0.1:1"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A wildcard listener takes its port on loopback too.
+    let text = valid_config().replace("127.0.0.1:1", "0.0.0.0:1")
+        + "\n[metrics]\nlisten_addr = \"127.0.0.1:1\"\n";
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let at = line_of(&text, "listen_addr = \"127.0.0.1:1\"");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:15: metrics.listen_addr: 127.0.0.1:1 clashes with proxy.listen_addr_http"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("listen_addr = \"127.0.0.1:1\"", "enabled = false"));
+    assert_eq!(code, 0, "a disabled metrics listener binds nothing: {err}");
+}
+
+#[test]
+fn check_refuses_a_grace_period_over_an_hour() {
+    let (code, err) =
+        check_text(&valid_config().replace("grace_period_secs = 5", "grace_period_secs = 3600"));
+    assert_eq!(code, 0, "{err}");
+    let text = valid_config().replace("grace_period_secs = 5", "grace_period_secs = 86400000");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "grace_period_secs");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:21: proxy.grace_period_secs: 86400000 is over 3600"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_a_health_check_path_that_is_not_a_uri_path() {
+    let text = valid_config() + "\n[health_check]\npath = \"/h ealth\"\n";
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "/h ealth");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:8: health_check.path: '/h ealth' is not an absolute URI path"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("/h ealth", "/h%20ealth?deep=1"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn check_refuses_a_backend_pointed_at_the_proxy_itself() {
+    // At the admin API: its clients would reach the API through the public listener.
+    let text = valid_config().replace("127.0.0.1:3001", "127.0.0.1:2");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "address = ");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:11: backends[0].address: '127.0.0.1:2' is this proxy's own \
+             proxy.management_api_addr"
+        )),
+        "{err}"
+    );
+    // At a wildcard listener, by loopback name: a loop through the proxy.
+    let text = valid_config()
+        .replace(
+            "listen_addr_http = \"127.0.0.1:1\"",
+            "listen_addr_http = \"0.0.0.0:1\"",
+        )
+        .replace("127.0.0.1:3001", "localhost:1");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:11: backends[0].address: 'localhost:1' is this proxy's own \
+             proxy.listen_addr_http = 0.0.0.0:1"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("localhost:1", "localhost:3"));
+    assert_eq!(
+        code, 0,
+        "another port on this host is a backend like any: {err}"
+    );
+}

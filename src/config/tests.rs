@@ -232,6 +232,31 @@ fn a_syntax_error_is_reported_alone_with_its_place() {
 }
 
 #[test]
+fn health_check_paths_must_go_into_a_request_line_as_written() {
+    // Each as a TOML string, escapes included.
+    let with_path = |path: &str| format!("{MINIMAL}\n[health_check]\npath = {path}\n");
+    for good in [
+        r#""/health""#,
+        r#""/health?full=1""#,
+        r#""/a%20b""#,
+        r#""/""#,
+    ] {
+        assert!(parse(&with_path(good)).is_ok(), "{good}");
+    }
+    for bad in [
+        r#""/h ealth""#,
+        r#""/health\u0001""#,
+        r#""/health#top""#,
+        r#""/tab\there""#,
+    ] {
+        let errs = parse(&with_path(bad)).unwrap_err();
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert!(errs[0].starts_with("health_check.path: "), "{errs:?}");
+        assert!(errs[0].contains("not an absolute URI path"), "{errs:?}");
+    }
+}
+
+#[test]
 fn metrics_listen_on_loopback_unless_told_otherwise() {
     let c = parse(&format!("{MINIMAL}\n[metrics]\n")).unwrap();
     assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));

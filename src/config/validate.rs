@@ -1,18 +1,18 @@
 //! Validation of the file's values into a [`Config`], one function per section; every problem
 //! is collected, not just the first.
 
+mod certificates;
+
+use super::listeners::{self, Listener};
 use super::problem::{KeyPath, Problem, Problems};
 use super::schema::{
-    BackendSection, CertificateSection, ConfigFile, HealthCheckSection, LetsEncryptSection,
-    LimitsSection, MetricsSection, ProxySection, StateSection, VirtualHostSection,
+    BackendSection, ConfigFile, HealthCheckSection, LimitsSection, MetricsSection, ProxySection,
+    StateSection, VirtualHostSection,
 };
-use super::{Config, Env, Limits, LogOutput, LoggingConfig, ManualCertificate, ADMIN_TOKEN_VAR};
+use super::{Config, Env, Limits, LogOutput, LoggingConfig, ADMIN_TOKEN_VAR};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
-use vhost_actors::cert::{
-    AcmeSettings, CertMaterial, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING,
-};
 use vhost_actors::health::HealthSettings;
 use vhost_actors::model::{
     check_address_shape, check_tags, check_weight, BackendId, BackendRecord, DomainName,
@@ -20,6 +20,9 @@ use vhost_actors::model::{
 };
 use vhost_actors::registry::check_policy;
 use vhost_actors::store::PersistedState;
+
+/// The longest drain on SIGTERM or upgrade: longer waits only hide a stuck process.
+const MAX_GRACE_SECS: u64 = 3600;
 
 /// Checks every section of `f`; the error lists every problem found.
 pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>> {
@@ -30,13 +33,16 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
     let acme = f
         .lets_encrypt
         .as_ref()
-        .map(|le| lets_encrypt(le, &f.proxy, &mut errs, &mut warnings));
-    let certificates = certificates(&f.certificates, &f.proxy, &mut errs, &mut warnings);
+        .map(|le| certificates::lets_encrypt(le, &f.proxy, &mut errs, &mut warnings));
+    let certificates =
+        certificates::certificates(&f.certificates, &f.proxy, &mut errs, &mut warnings);
     logging(&f.logging, &mut errs);
     let metrics_addr = metrics(f.metrics.as_ref(), &mut errs);
+    let listeners = own_listeners(&proxy, metrics_addr);
+    listeners::check_distinct(&listeners, &mut errs);
     let health_check = health_check(&f.health_check, &mut errs);
     let limits = limits(&f.limits, &mut errs);
-    let backends = backends(&f.backends, &mut errs);
+    let backends = backends(&f.backends, &listeners, &mut errs);
     let domains = virtual_hosts(&f.virtual_hosts, &backends, &mut errs);
 
     let admin_addr = match proxy.admin_addr {
@@ -113,6 +119,11 @@ fn proxy(p: &ProxySection, env: &Env, errs: &mut Problems) -> ProxyParts {
     }
     if p.grace_period_secs == 0 {
         errs.push(at.key("grace_period_secs"), "must be > 0");
+    } else if p.grace_period_secs > MAX_GRACE_SECS {
+        errs.push(
+            at.key("grace_period_secs"),
+            format!("{} is over {MAX_GRACE_SECS} (an hour)", p.grace_period_secs),
+        );
     }
     let admin_token = env
         .admin_token()
@@ -140,115 +151,24 @@ fn proxy(p: &ProxySection, env: &Env, errs: &mut Problems) -> ProxyParts {
     }
 }
 
+/// Every address this process will listen on, with the key that sets it.
+fn own_listeners(proxy: &ProxyParts, metrics_addr: Option<SocketAddr>) -> Vec<Listener> {
+    let at = KeyPath::section("proxy");
+    [
+        (at.key("listen_addr"), proxy.listen_https),
+        (at.key("listen_addr_http"), proxy.listen_http),
+        (at.key("management_api_addr"), proxy.admin_addr),
+        (KeyPath::section("metrics").key("listen_addr"), metrics_addr),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| Some(Listener { key, addr: addr? }))
+    .collect()
+}
+
 fn state(s: &StateSection, errs: &mut Problems) {
     if s.path.as_os_str().is_empty() {
         errs.push(KeyPath::section("state").key("path"), "must not be empty");
     }
-}
-
-// === [lets_encrypt], [[certificates]] ===
-
-fn lets_encrypt(
-    le: &LetsEncryptSection,
-    p: &ProxySection,
-    errs: &mut Problems,
-    warnings: &mut Vec<String>,
-) -> AcmeSettings {
-    let at = KeyPath::section("lets_encrypt");
-    if !le.email.contains('@') {
-        errs.push(
-            at.key("email"),
-            format!("'{}' is not an e-mail address", le.email),
-        );
-    }
-    if le.cache_dir.as_os_str().is_empty() {
-        errs.push(at.key("cache_dir"), "must not be empty");
-    }
-    if let Some(u) = &le.directory_url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
-            errs.push(
-                at.key("directory_url"),
-                format!("'{u}' is not an http(s) URL"),
-            );
-        }
-    }
-    if le.renew_before_days == 0 {
-        errs.push(at.key("renew_before_days"), "must be > 0");
-    }
-    let ca_root_pem = le.ca_root.as_ref().and_then(|path| {
-        std::fs::read(path)
-            .map_err(|e| {
-                errs.push(
-                    at.key("ca_root"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })
-            .ok()
-    });
-    if p.listen_addr.is_none() {
-        warnings.push(
-            "lets_encrypt: no HTTPS listener (proxy.listen_addr), so no certificates are ordered"
-                .into(),
-        );
-    } else if p.listen_addr_http.is_none() {
-        errs.push(
-            at.clone(),
-            "HTTP-01 challenges are answered on the plain-HTTP listener: set \
-             proxy.listen_addr_http (port 80 for Let's Encrypt)",
-        );
-    }
-    let directory_url = le.directory_url.clone().unwrap_or_else(|| {
-        if le.staging {
-            LETS_ENCRYPT_STAGING.to_string()
-        } else {
-            LETS_ENCRYPT_PRODUCTION.to_string()
-        }
-    });
-    let mut settings = AcmeSettings::new(le.email.clone(), directory_url, le.cache_dir.clone());
-    settings.ca_root_pem = ca_root_pem;
-    settings.renew_before = Duration::from_secs(le.renew_before_days.saturating_mul(86_400));
-    settings
-}
-
-fn certificates(
-    list: &[CertificateSection],
-    p: &ProxySection,
-    errs: &mut Problems,
-    warnings: &mut Vec<String>,
-) -> Vec<ManualCertificate> {
-    let mut certificates = Vec::new();
-    for (i, c) in list.iter().enumerate() {
-        let at = KeyPath::section("certificates").index(i);
-        let domain = DomainName::parse(&c.domain)
-            .map_err(|e| errs.push(at.key("domain"), e))
-            .ok();
-        match CertMaterial::from_files(&c.cert_path, &c.key_path) {
-            Ok(m) => {
-                if let Some(d) = &domain {
-                    if !m.covers(d.as_str()) {
-                        errs.push(
-                            at.clone(),
-                            format!("{} does not cover domain '{d}'", c.cert_path.display()),
-                        );
-                    }
-                }
-            }
-            Err(e) => errs.push(at.clone(), e),
-        }
-        if let Some(domain) = domain {
-            certificates.push(ManualCertificate {
-                domain,
-                cert_path: c.cert_path.clone(),
-                key_path: c.key_path.clone(),
-            });
-        }
-    }
-    if !list.is_empty() && p.listen_addr.is_none() {
-        warnings.push(
-            "certificates: no HTTPS listener (proxy.listen_addr), so they are not served".into(),
-        );
-    }
-    certificates
 }
 
 // === [logging], [metrics], [health_check], [limits] ===
@@ -286,6 +206,15 @@ fn health_check(h: &HealthCheckSection, errs: &mut Problems) -> Option<HealthSet
     }
     if !h.path.starts_with('/') {
         errs.push(at.key("path"), format!("'{}' must start with '/'", h.path));
+    } else if !is_uri_path(&h.path) {
+        errs.push(
+            at.key("path"),
+            format!(
+                "'{}' is not an absolute URI path (no spaces, control characters or '#'; \
+                 percent-encode them)",
+                h.path.escape_debug()
+            ),
+        );
     }
     h.enabled.then(|| HealthSettings {
         interval: Duration::from_secs(h.interval_secs),
@@ -294,6 +223,13 @@ fn health_check(h: &HealthCheckSection, errs: &mut Problems) -> Option<HealthSet
         healthy_threshold: h.healthy_threshold,
         path: h.path.clone(),
     })
+}
+
+/// Whether `path` goes into a request line as written: a path, maybe a query, nothing that
+/// `http` would refuse or cut off (a fragment).
+fn is_uri_path(path: &str) -> bool {
+    path.parse::<http::uri::PathAndQuery>()
+        .is_ok_and(|p| p.as_str() == path)
 }
 
 fn limits(l: &LimitsSection, errs: &mut Problems) -> Limits {
@@ -320,7 +256,11 @@ fn limits(l: &LimitsSection, errs: &mut Problems) -> Limits {
 
 // === [[backends]], [[virtual_hosts]] ===
 
-fn backends(list: &[BackendSection], errs: &mut Problems) -> Vec<BackendRecord> {
+fn backends(
+    list: &[BackendSection],
+    listeners: &[Listener],
+    errs: &mut Problems,
+) -> Vec<BackendRecord> {
     let mut backends = Vec::new();
     let mut seen_ids = HashSet::new();
     for (i, b) in list.iter().enumerate() {
@@ -335,6 +275,15 @@ fn backends(list: &[BackendSection], errs: &mut Problems) -> Vec<BackendRecord> 
         }
         if let Err(e) = check_address_shape(&b.address) {
             errs.push(at.key("address"), e);
+        } else if let Some(own) = listeners::own_listener(&b.address, listeners) {
+            errs.push(
+                at.key("address"),
+                format!(
+                    "'{}' is this proxy's own {} = {}: its requests would come back into \
+                     this process",
+                    b.address, own.key, own.addr
+                ),
+            );
         }
         let mut tags = Vec::new();
         for t in &b.tags {
