@@ -84,8 +84,8 @@ impl<'i> Document<'i> {
             left_out.push(original);
         };
         problems.sort_by_key(|p| p.place);
-        // Values are checked only once the keys and types are right, and listed after them: a
-        // misspelt key explains the value problems that follow from its default.
+        // What was left is validated too, and its problems listed after those of keys and
+        // types: a misspelt key explains the value problems that follow from its default.
         let mut invalid = Vec::new();
         let config = match schema.map(validate) {
             Some(Ok(config)) => Some(config),
