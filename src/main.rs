@@ -63,16 +63,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Cmd::Check) => check(&cli.config),
         Some(Cmd::DemoBackend { listen, name, tag }) => {
-            pingora_vhost::demo::run(listen, name, tag).map_err(|e| vec![e])
+            pingora_vhost::demo::run(listen, name, tag).map_err(|e| vec![format!("error: {e}")])
         }
         Some(Cmd::Run(flags)) => run(&cli.config, merge(cli.run, flags)),
         None => run(&cli.config, cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
+        Err(lines) => {
+            for line in lines {
+                eprintln!("{line}");
             }
             ExitCode::FAILURE
         }
@@ -87,8 +87,18 @@ fn merge(a: RunFlags, b: RunFlags) -> RunFlags {
     }
 }
 
+/// The variables the configuration reads, taken from this process's environment.
+fn environment() -> pingora_vhost::config::Env {
+    pingora_vhost::config::Env::from_source(|name| std::env::var(name).ok())
+}
+
+/// Loads the config; the error is the lines to print, one per problem.
+fn load(path: &std::path::Path) -> Result<pingora_vhost::config::Config, Vec<String>> {
+    pingora_vhost::config::load(path, &environment()).map_err(|e| e.lines())
+}
+
 fn check(path: &std::path::Path) -> Result<(), Vec<String>> {
-    let cfg = pingora_vhost::config::load(path)?;
+    let cfg = load(path)?;
     for note in &cfg.warnings {
         eprintln!("warning: {note}");
     }
@@ -102,7 +112,7 @@ fn check(path: &std::path::Path) -> Result<(), Vec<String>> {
 }
 
 fn run(path: &std::path::Path, flags: RunFlags) -> Result<(), Vec<String>> {
-    let cfg = pingora_vhost::config::load(path)?;
+    let cfg = load(path)?;
     pingora_vhost::server::run(
         cfg,
         pingora_vhost::server::RunOptions {
@@ -111,4 +121,5 @@ fn run(path: &std::path::Path, flags: RunFlags) -> Result<(), Vec<String>> {
             daemon: flags.daemon,
         },
     )
+    .map_err(|errs| errs.into_iter().map(|e| format!("error: {e}")).collect())
 }

@@ -64,7 +64,7 @@ tags = []
     assert_eq!(code, 1);
     let lines: Vec<&str> = err.lines().collect();
     assert!(lines.len() >= 6, "{err}");
-    assert!(lines.iter().all(|l| l.starts_with("error: ")), "{err}");
+    assert!(lines.iter().all(|l| is_located(l, "c.toml")), "{err}");
     for needle in [
         "listen_addr_http",
         "threads",
@@ -76,6 +76,76 @@ tags = []
         assert!(err.contains(needle), "missing {needle}: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Whether `line` starts `FILE:LINE:COLUMN: ` with numbers from 1.
+fn is_located(line: &str, file: &str) -> bool {
+    let Some(rest) = line.strip_prefix(&format!("{file}:")) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok()).is_some_and(|n| n > 0);
+    number(parts.next()) && number(parts.next()) && parts.next().is_some_and(|r| r.starts_with(' '))
+}
+
+#[test]
+fn check_reports_keys_types_and_values_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[proxy]
+listen_addr_http = "127.0.0.1:8000"
+management_api_addr = "127.0.0.1:8081"
+threads = "two"
+
+[helth_check]
+path = "/health"
+
+[health_check]
+interval_secs = 0
+
+[[virtual_hosts]]
+domain = "bad domain"
+enabled_backends_tag = "a"
+
+[[backends]]
+id = "a1"
+address = "127.0.0.1:3001"
+tags = ["a"]
+wieght = 2
+
+[[backends]]
+id = "b1"
+address = "127.0.0.1:3002"
+tags = []
+"#;
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        ("c.toml:4:11: proxy.threads: ", "expected a whole number"),
+        ("c.toml:6:2: ", "unknown field `helth_check`"),
+        ("c.toml:20:1: backends[0]: ", "unknown field `wieght`"),
+        ("c.toml:10:17: health_check.interval_secs: ", "must be > 0"),
+        (
+            "c.toml:13:10: virtual_hosts[0].domain: ",
+            "not a valid DNS name",
+        ),
+        ("c.toml:25:8: backends[1].tags: ", "at least one tag"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for ((start, words), line) in expected.iter().zip(&lines) {
+        assert!(
+            line.starts_with(start) && line.contains(words),
+            "{line}\n{err}"
+        );
+    }
+    assert!(!err.contains(" | "), "no caret snippets: {err}");
+    let (code, _, again) = run_in(dir.path(), &["run", "--config", "c.toml"]);
+    assert_eq!(
+        (code, again.as_str()),
+        (1, err.as_str()),
+        "run refuses it alike"
+    );
 }
 
 #[test]
@@ -178,5 +248,122 @@ fn daemon_detaches_and_keeps_serving() {
     assert!(
         dir.path().join("logs").is_dir(),
         "logs go to files when detached"
+    );
+}
+
+/// `check` on `text` as c.toml: the exit code and stderr.
+fn check_text(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    (code, err)
+}
+
+/// The 1-based line of `text` that holds `needle` first.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn check_refuses_two_listeners_on_one_address() {
+    let text = valid_config().replace(
+        "management_api_addr = \"127.0.0.1:2\"",
+        "management_api_addr = \"127.0.0.1:1\"",
+    );
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let at = line_of(&text, "management_api_addr");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:23: proxy.management_api_addr: 127.0.0.1:1 clashes with \
+             proxy.listen_addr_http = 127.0.0.1:1"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A wildcard listener takes its port on loopback too.
+    let text = valid_config().replace("127.0.0.1:1", "0.0.0.0:1")
+        + "\n[metrics]\nlisten_addr = \"127.0.0.1:1\"\n";
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let at = line_of(&text, "listen_addr = \"127.0.0.1:1\"");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:15: metrics.listen_addr: 127.0.0.1:1 clashes with proxy.listen_addr_http"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("listen_addr = \"127.0.0.1:1\"", "enabled = false"));
+    assert_eq!(code, 0, "a disabled metrics listener binds nothing: {err}");
+}
+
+#[test]
+fn check_refuses_a_grace_period_over_an_hour() {
+    let (code, err) =
+        check_text(&valid_config().replace("grace_period_secs = 5", "grace_period_secs = 3600"));
+    assert_eq!(code, 0, "{err}");
+    let text = valid_config().replace("grace_period_secs = 5", "grace_period_secs = 86400000");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "grace_period_secs");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:21: proxy.grace_period_secs: 86400000 is over 3600"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_a_health_check_path_that_is_not_a_uri_path() {
+    let text = valid_config() + "\n[health_check]\npath = \"/h ealth\"\n";
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "/h ealth");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:8: health_check.path: '/h ealth' is not an absolute URI path"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("/h ealth", "/h%20ealth?deep=1"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn check_refuses_a_backend_pointed_at_the_proxy_itself() {
+    // At the admin API: its clients would reach the API through the public listener.
+    let text = valid_config().replace("127.0.0.1:3001", "127.0.0.1:2");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    let at = line_of(&text, "address = ");
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:11: backends[0].address: '127.0.0.1:2' is this proxy's own \
+             proxy.management_api_addr"
+        )),
+        "{err}"
+    );
+    // At a wildcard listener, by loopback name: a loop through the proxy.
+    let text = valid_config()
+        .replace(
+            "listen_addr_http = \"127.0.0.1:1\"",
+            "listen_addr_http = \"0.0.0.0:1\"",
+        )
+        .replace("127.0.0.1:3001", "localhost:1");
+    let (code, err) = check_text(&text);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "c.toml:{at}:11: backends[0].address: 'localhost:1' is this proxy's own \
+             proxy.listen_addr_http = 0.0.0.0:1"
+        )),
+        "{err}"
+    );
+    let (code, err) = check_text(&text.replace("localhost:1", "localhost:3"));
+    assert_eq!(
+        code, 0,
+        "another port on this host is a backend like any: {err}"
     );
 }
