@@ -6,7 +6,7 @@ mod error;
 pub use error::{ApiError, ApiJson, OptionalJson};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use vhost_actors::command::{
     BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
 };
-use vhost_actors::metrics::{MetricsMsg, Stats, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use vhost_actors::metrics::{MetricsMsg, Stats, TextFormat};
 use vhost_actors::model::DomainRecord;
 use vhost_actors::registry::actor::RegistryMsg;
 
@@ -79,9 +79,18 @@ pub fn metrics_app(metrics: ActorRef<MetricsMsg>) -> Router {
         .with_state(metrics)
 }
 
-async fn render_metrics(State(m): State<ActorRef<MetricsMsg>>) -> Result<Response, ApiError> {
+async fn render_metrics(
+    State(m): State<ActorRef<MetricsMsg>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = TextFormat::negotiate(accept);
     let text = call_actor(&m, MetricsMsg::Render).await?;
-    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, format.content_type()),
+        (header::VARY, "Accept"),
+    ];
+    Ok((headers, format.encode(text)).into_response())
 }
 
 async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
@@ -179,8 +188,11 @@ async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(call_actor(&s.metrics, MetricsMsg::Stats).await?))
 }
 
-async fn metrics_text(State(s): State<AdminState>) -> Result<Response, ApiError> {
-    render_metrics(State(s.metrics)).await
+async fn metrics_text(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    render_metrics(State(s.metrics), headers).await
 }
 
 async fn list_domains(State(s): State<AdminState>) -> Result<Json<Vec<DomainRecord>>, ApiError> {

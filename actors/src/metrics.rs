@@ -1,8 +1,10 @@
 //! Metrics: the contract's Prometheus families, per-route handles the request path bumps without
 //! locks or label formatting, and the MetricsActor that renders them and answers `stats`.
 
+mod exposition;
 mod histogram;
 
+pub use exposition::{TextFormat, PROMETHEUS_CONTENT_TYPE};
 pub use histogram::LatencyHistogram;
 
 use crate::cert::{AcmeCounters, CertInfo, CertStore};
@@ -23,7 +25,7 @@ use std::time::Duration;
 /// Label value for requests whose host matched no domain.
 pub const UNKNOWN: &str = "_unknown";
 
-/// Content type of the rendered text.
+/// Content type of the rendered (OpenMetrics) text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -233,6 +235,10 @@ impl Metrics {
             }),
         };
         m.unknown = m.resolve(UNKNOWN, UNKNOWN);
+        // At zero from the start, so a dashboard shows "none yet" rather than "no data".
+        for result in ["success", "failure"] {
+            m.acme_orders.get_or_create_owned(&ResultLabels { result });
+        }
         Arc::new(m)
     }
 
@@ -249,6 +255,12 @@ impl Metrics {
         }
         let r = self.resolve(domain, tag);
         lock(&self.routes).insert(key, Arc::clone(&r));
+        // A domain's event counters exist at zero from its first route on.
+        let d = DomainLabels {
+            domain: domain.to_string(),
+        };
+        self.tag_switches.get_or_create_owned(&d);
+        self.rollbacks.get_or_create_owned(&d);
         r
     }
 
@@ -382,6 +394,14 @@ impl Metrics {
             .collect();
         let mut current = lock(&self.backends);
         for b in current.iter() {
+            if !backends.iter().any(|n| n.id == b.id) {
+                for result in ["success", "failure"] {
+                    self.health_checks.remove(&HealthCheckLabels {
+                        backend: b.id.clone(),
+                        result,
+                    });
+                }
+            }
             for t in &b.tags {
                 if !keep.contains(&(b.id.clone(), t.clone())) {
                     self.backend_up.remove(&BackendLabels {
@@ -389,6 +409,14 @@ impl Metrics {
                         tag: t.clone(),
                     });
                 }
+            }
+        }
+        for b in &backends {
+            for result in ["success", "failure"] {
+                self.health_checks.get_or_create_owned(&HealthCheckLabels {
+                    backend: b.id.clone(),
+                    result,
+                });
             }
         }
         *current = backends;
@@ -590,6 +618,9 @@ mod tests {
             r#"pingora_vhost_requests_total{domain="_unknown",tag="_unknown",code="4xx"} 1"#,
             r#"pingora_vhost_upstream_retries_total{domain="app.test"} 1"#,
             r#"pingora_vhost_tag_switches_total{domain="app.test"} 1"#,
+            r#"pingora_vhost_rollbacks_total{domain="app.test"} 0"#,
+            r#"pingora_vhost_acme_orders_total{result="success"} 0"#,
+            r#"pingora_vhost_acme_orders_total{result="failure"} 0"#,
             r#"pingora_vhost_request_duration_seconds_count{domain="app.test",tag="a"} 3"#,
             r#"pingora_vhost_request_duration_seconds_bucket{le="0.005",domain="app.test",tag="a"} 3"#,
             "pingora_vhost_active_requests 0",
