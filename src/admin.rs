@@ -1,6 +1,7 @@
 //! The admin REST API (axum): handlers send commands to the RegistryActor with a timeout and
 //! map its typed errors to HTTP statuses. No locks are taken here.
 
+mod dashboard;
 mod error;
 
 pub use error::{ApiError, ApiJson, OptionalJson};
@@ -58,6 +59,7 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/api/v1/health", get(health))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
