@@ -472,3 +472,118 @@ async fn operator_switches_a_domain_and_sees_api_errors_in_the_browser() {
     );
     browser.close().await;
 }
+
+/// The rollout fields (split weights, stickiness, rollback, `last_minute`) as the page shows
+/// them, from a stub API serving the same page: the page is ready for them before the proxy
+/// reports them.
+#[tokio::test(flavor = "multi_thread")]
+async fn shows_splits_rollbacks_and_server_side_last_minute_figures() {
+    use axum::routing::get;
+    use axum::Json;
+    use serde_json::json;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let lm = |requests: u64, rps: f64, err: f64, p99: Option<f64>| {
+        json!({"requests": requests, "requests_per_sec": rps, "error_rate": err,
+               "p50_ms": p99.map(|v| v / 2.0), "p99_ms": p99})
+    };
+    let traffic = json!({"total_requests": 10, "success_requests": 10, "error_requests": 0,
+                         "avg_latency_ms": 1.0});
+    let mut a = traffic.clone();
+    a["last_minute"] = lm(270, 4.5, 0.0, Some(12.34));
+    let mut b = traffic.clone();
+    b["last_minute"] = lm(30, 0.5, 0.2, None);
+    let mut all = traffic.clone();
+    all["last_minute"] = lm(300, 5.0, 0.02, Some(12.34));
+    all["tags"] = json!({"a": a, "b": b});
+    let stats = json!({"domains": {"<b>canary</b>.test": all}});
+    let domains = json!([{
+        "domain": "<b>canary</b>.test", "enabled_backends_tag": "a", "previous_tag": null,
+        "http_to_https": false, "weights": {"a": 90, "b": 10}, "sticky": true,
+        "rollback": {"max_error_rate": 0.05, "min_requests": 100, "window_secs": 60},
+        "last_rollback": {"at": "2025-01-02T03:04:05Z", "from_tag": "b", "to_tag": "a",
+                          "reason": "error rate 0.2 over 0.05"},
+    }]);
+    let backends = json!([
+        {"id": "a1", "address": "127.0.0.1:1", "tags": ["a"], "weight": 1,
+         "health": {"status": "healthy", "consecutive_failures": 0, "consecutive_successes": 3, "last_check": null}},
+        {"id": "b1", "address": "127.0.0.1:2", "tags": ["b"], "weight": 1,
+         "health": {"status": "unknown", "consecutive_failures": 0, "consecutive_successes": 0, "last_check": null}},
+    ]);
+    let page = include_str!("../src/admin/dashboard.html");
+    let app = axum::Router::new()
+        .route("/", get(move || async move { axum::response::Html(page) }))
+        .route("/api/v1/domains", get(move || async move { Json(domains) }))
+        .route(
+            "/api/v1/backends",
+            get(move || async move { Json(backends) }),
+        )
+        .route("/api/v1/stats", get(move || async move { Json(stats) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let c = browser.c();
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    // A domain name is data, never markup.
+    let r = row("<b>canary</b>.test");
+    text_where(
+        c,
+        &format!("{r} [data-testid=\"domain-weights\"]"),
+        "the split weights",
+        |t| t == "split a 90 · b 10",
+    )
+    .await;
+    assert!(
+        find(c, &format!("{r} b")).await.is_none(),
+        "no markup injected"
+    );
+    assert_eq!(
+        text(c, &format!("{r} td.name"))
+            .await
+            .unwrap()
+            .lines()
+            .next(),
+        Some("<b>canary</b>.test")
+    );
+    for (css, want) in [
+        ("[data-testid=\"domain-tag\"]", "a"),
+        ("[data-testid=\"domain-sticky\"]", "yes"),
+        ("[data-tag=\"a\"] [data-testid=\"tag-rate\"]", "4.50 req/s"),
+        (
+            "[data-tag=\"a\"] [data-testid=\"tag-error-rate\"]",
+            "0.00 %",
+        ),
+        ("[data-tag=\"a\"] [data-testid=\"tag-p99\"]", "12.3 ms"),
+        ("[data-tag=\"b\"] [data-testid=\"tag-rate\"]", "0.50 req/s"),
+        (
+            "[data-tag=\"b\"] [data-testid=\"tag-error-rate\"]",
+            "20.0 %",
+        ),
+        ("[data-tag=\"b\"] [data-testid=\"tag-p99\"]", "–"),
+    ] {
+        assert_eq!(
+            text(c, &format!("{r} {css}")).await.as_deref(),
+            Some(want),
+            "{css}"
+        );
+    }
+    let rollback = text(c, &format!("{r} [data-testid=\"domain-rollback\"]"))
+        .await
+        .unwrap();
+    assert!(
+        rollback.contains("5.00 %") && rollback.contains("100 requests"),
+        "{rollback}"
+    );
+    let last = text(c, &format!("{r} [data-testid=\"domain-last-rollback\"]"))
+        .await
+        .unwrap();
+    assert!(
+        last.contains("b → a") && last.contains("error rate 0.2"),
+        "{last}"
+    );
+    screenshot(c, "split-view").await;
+    browser.close().await;
+    server.abort();
+}
