@@ -237,7 +237,38 @@ async fn authed(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
-// === the test ===
+// === the tests ===
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_loads_without_the_token_and_the_api_still_needs_it() {
+    let a = Origin::start("a1").await;
+    let p = Proxy::start_with(
+        &format!("admin_token = \"{TOKEN}\""),
+        &format!(
+            "{}{}",
+            backend_toml("a1", a.addr, &["a"]),
+            vhost_toml("app.test", "a")
+        ),
+    )
+    .await;
+    let r = client()
+        .get(format!("http://{}/", p.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("data-testid=\"token-input\""), "{html}");
+    assert!(!html.contains(TOKEN), "the page carries no secret");
+    let (status, _) = call(reqwest::Method::GET, &p.api("/domains"), None).await;
+    assert_eq!(status, 401);
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_switches_a_domain_and_sees_api_errors_in_the_browser() {
