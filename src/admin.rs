@@ -1,12 +1,13 @@
 //! The admin REST API (axum): handlers send commands to the RegistryActor with a timeout and
 //! map its typed errors to HTTP statuses. No locks are taken here.
 
+mod dashboard;
 mod error;
 
 pub use error::{ApiError, ApiJson, OptionalJson};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use vhost_actors::command::{
     BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
 };
-use vhost_actors::metrics::{MetricsMsg, Stats, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use vhost_actors::metrics::{MetricsMsg, Stats, TextFormat};
 use vhost_actors::model::DomainRecord;
 use vhost_actors::registry::actor::RegistryMsg;
 
@@ -58,6 +59,7 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/api/v1/health", get(health))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -79,9 +81,18 @@ pub fn metrics_app(metrics: ActorRef<MetricsMsg>) -> Router {
         .with_state(metrics)
 }
 
-async fn render_metrics(State(m): State<ActorRef<MetricsMsg>>) -> Result<Response, ApiError> {
+async fn render_metrics(
+    State(m): State<ActorRef<MetricsMsg>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = TextFormat::negotiate(accept);
     let text = call_actor(&m, MetricsMsg::Render).await?;
-    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, format.content_type()),
+        (header::VARY, "Accept"),
+    ];
+    Ok((headers, format.encode(text)).into_response())
 }
 
 async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
@@ -191,8 +202,11 @@ async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(call_actor(&s.metrics, MetricsMsg::Stats).await?))
 }
 
-async fn metrics_text(State(s): State<AdminState>) -> Result<Response, ApiError> {
-    render_metrics(State(s.metrics)).await
+async fn metrics_text(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    render_metrics(State(s.metrics), headers).await
 }
 
 async fn list_domains(State(s): State<AdminState>) -> Result<Json<Vec<DomainRecord>>, ApiError> {

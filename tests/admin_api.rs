@@ -1277,7 +1277,7 @@ async fn unknown_endpoint_is_404_and_wrong_method_is_405() {
         p.api("/nope"),
         p.api("/domains/app.test/nope"),
         p.api(""),
-        format!("{root}/"),
+        format!("{root}/index.html"),
         format!("{root}/api/v2/domains"),
     ] {
         let got = call(Method::GET, &url, None).await;

@@ -3,11 +3,13 @@
 //! what is rendered ([`actor`]).
 
 pub mod actor;
+mod exposition;
 mod histogram;
 mod route;
 mod stats;
 
 pub use actor::{MetricsActor, MetricsArgs, MetricsMsg, MetricsUpdate};
+pub use exposition::{TextFormat, PROMETHEUS_CONTENT_TYPE};
 pub use histogram::LatencyHistogram;
 pub use route::RouteMetrics;
 pub use stats::{DomainStats, Stats, TrafficStats};
@@ -24,7 +26,7 @@ use std::sync::Arc;
 /// Label value for requests whose host matched no domain.
 pub const UNKNOWN: &str = "_unknown";
 
-/// Content type of the rendered text.
+/// Content type of the rendered (OpenMetrics) text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,6 +129,10 @@ impl Metrics {
             )),
         };
         m.unknown = Arc::new(m.resolve(UNKNOWN, UNKNOWN));
+        // At zero from the start, so a dashboard shows "none yet" rather than "no data".
+        for result in ["success", "failure"] {
+            m.acme_orders.get_or_create_owned(&ResultLabels { result });
+        }
         Arc::new(m)
     }
 
@@ -287,6 +293,10 @@ impl RouteHandles {
         }
         let r = Arc::new(self.metrics.resolve(domain, tag));
         self.cache.insert(key, Arc::clone(&r));
+        // A domain's event counters exist at zero from its first route on.
+        let d = domain_labels(domain);
+        self.metrics.tag_switches.get_or_create_owned(&d);
+        self.metrics.rollbacks.get_or_create_owned(&d);
         self.pending.push(MetricsUpdate::Route {
             domain: domain.to_string(),
             tag: tag.to_string(),

@@ -436,13 +436,24 @@ impl Load {
     }
 }
 
-/// GETs a metrics endpoint: 200 with the OpenMetrics content type; returns the text.
+/// GETs a metrics endpoint asking for OpenMetrics: 200 with that content type; returns the text.
 pub async fn scrape(url: &str) -> String {
-    let r = client().get(url).send().await.unwrap();
+    let (ct, text) = scrape_as(url, "application/openmetrics-text").await;
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    text
+}
+
+/// GETs a metrics endpoint with the given `Accept` (empty: none); asserts 200 and returns the
+/// content type and the text.
+pub async fn scrape_as(url: &str, accept: &str) -> (String, String) {
+    let mut req = client().get(url);
+    if !accept.is_empty() {
+        req = req.header("accept", accept);
+    }
+    let r = req.send().await.unwrap();
     assert_eq!(r.status(), 200);
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    r.text().await.unwrap()
+    (ct, r.text().await.unwrap())
 }
 
 /// A keep-alive HTTP client.

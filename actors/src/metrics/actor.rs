@@ -2,7 +2,8 @@
 //! [`MetricsUpdate`] messages), renders the Prometheus text and answers `stats`.
 
 use super::{
-    domain_labels, BackendGauge, BackendLabels, Metrics, ResultLabels, RouteMetrics, Stats, UNKNOWN,
+    domain_labels, BackendGauge, BackendLabels, HealthCheckLabels, Metrics, ResultLabels,
+    RouteMetrics, Stats, UNKNOWN,
 };
 use crate::cert::{AcmeCounters, CertInfo, CertStore};
 use prometheus_client::encoding::text::encode;
@@ -114,6 +115,14 @@ impl MetricsBook {
             .flat_map(|b| b.tags.iter().map(|t| (b.id.as_str(), t.as_str())))
             .collect();
         for b in &self.backends {
+            if !backends.iter().any(|n| n.id == b.id) {
+                for result in ["success", "failure"] {
+                    self.metrics.health_checks.remove(&HealthCheckLabels {
+                        backend: b.id.clone(),
+                        result,
+                    });
+                }
+            }
             for t in &b.tags {
                 if !keep.contains(&(b.id.as_str(), t.as_str())) {
                     self.metrics.backend_up.remove(&BackendLabels {
@@ -121,6 +130,16 @@ impl MetricsBook {
                         tag: t.clone(),
                     });
                 }
+            }
+        }
+        for b in &backends {
+            for result in ["success", "failure"] {
+                self.metrics
+                    .health_checks
+                    .get_or_create_owned(&HealthCheckLabels {
+                        backend: b.id.clone(),
+                        result,
+                    });
             }
         }
         self.backends = backends;
