@@ -75,6 +75,7 @@ impl RouteFactory {
             pool: Arc::clone(&self.pool),
             http_to_https: false,
             metrics: Arc::clone(&self.metrics),
+            split: None,
         })
     }
 }

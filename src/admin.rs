@@ -18,11 +18,13 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vhost_actors::command::{
-    BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
+    BackendPatch, BackendView, Command, DomainPatch, NewBackend, NewDomain, Reply, SplitRequest,
+    SwitchRequest,
 };
 use vhost_actors::metrics::{MetricsMsg, Stats, TextFormat};
 use vhost_actors::model::DomainRecord;
 use vhost_actors::registry::actor::RegistryMsg;
+use vhost_actors::rollout::Change;
 
 /// How long a handler waits for an actor's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +51,9 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
             get(get_domain).put(update_domain).delete(delete_domain),
         )
         .route("/domains/{domain}/switch", post(switch_domain))
+        .route("/domains/{domain}/split", post(split_domain))
+        .route("/domains/{domain}/undo", post(undo_domain))
+        .route("/domains/{domain}/history", get(domain_history))
         .route("/backends", get(list_backends).post(add_backend))
         .route("/stats", get(stats))
         .route("/certificates", get(list_certificates))
@@ -252,6 +257,28 @@ async fn switch_domain(
 ) -> Result<Json<DomainRecord>, ApiError> {
     let req = body.unwrap_or_default();
     domain_reply(apply(&s, Command::SwitchTag(domain, req)).await?)
+}
+
+async fn split_domain(
+    State(s): State<AdminState>,
+    Path(domain): Path<String>,
+    ApiJson(body): ApiJson<SplitRequest>,
+) -> Result<Json<DomainRecord>, ApiError> {
+    domain_reply(apply(&s, Command::Split(domain, body)).await?)
+}
+
+async fn undo_domain(
+    State(s): State<AdminState>,
+    Path(domain): Path<String>,
+) -> Result<Json<DomainRecord>, ApiError> {
+    domain_reply(apply(&s, Command::Undo(domain)).await?)
+}
+
+async fn domain_history(
+    State(s): State<AdminState>,
+    Path(domain): Path<String>,
+) -> Result<Json<Vec<Change>>, ApiError> {
+    Ok(Json(ask(&s, |tx| RegistryMsg::History(domain, tx)).await??))
 }
 
 async fn list_backends(State(s): State<AdminState>) -> Result<Json<Vec<BackendView>>, ApiError> {

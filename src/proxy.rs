@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
-use vhost_actors::routing::{Route, RouteTable};
+use vhost_actors::model::Tag;
+use vhost_actors::routing::{sticky_cookie, Route, RouteTable, STICKY_COOKIE};
 use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
@@ -101,6 +102,8 @@ pub struct RequestCtx {
     client_ip: Option<IpText>,
     body_bytes: u64,
     start: Instant,
+    /// The tag the answer's sticky cookie names (a split domain's first answer to a client).
+    sticky_tag: Option<Tag>,
     _in_flight: InFlight,
 }
 
@@ -129,6 +132,7 @@ impl ProxyHttp for VhostProxy {
             client_ip: None,
             body_bytes: 0,
             start: Instant::now(),
+            sticky_tag: None,
             _in_flight: InFlight(Arc::clone(&self.opts.in_flight)),
         }
     }
@@ -188,6 +192,7 @@ impl ProxyHttp for VhostProxy {
             }
             Listener::Plain { .. } => {}
         }
+        let route = choose_lane(session.req_header(), route, ctx);
         if !route.pool.has_routable(|_| false) {
             ctx.route = Some(route);
             respond(session, 503, Bytes::from_static(NO_BACKEND_BODY.as_bytes())).await?;
@@ -290,11 +295,15 @@ impl ProxyHttp for VhostProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(b) = &ctx.backend {
             b.health.record_passive_success();
+        }
+        if let Some(tag) = ctx.sticky_tag.take() {
+            let cookie = format!("{STICKY_COOKIE}={tag}; Path=/; HttpOnly");
+            upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
         }
         ctx.from_backend = true;
         Ok(())
@@ -420,6 +429,9 @@ impl ProxyHttp for VhostProxy {
 impl VhostProxy {
     /// Counts a failed attempt against the current backend; ejects it at the threshold.
     fn record_failure(&self, ctx: &RequestCtx) {
+        if let Some(r) = &ctx.route {
+            r.metrics.record_failed_attempt();
+        }
         let Some(b) = &ctx.backend else { return };
         if b.health.record_passive_failure(self.opts.eject_after) {
             tracing::warn!(
@@ -429,6 +441,24 @@ impl VhostProxy {
             );
         }
     }
+}
+
+/// A split domain's request takes the route of one of its tags: the one its sticky cookie names
+/// (while that tag is in the split), else the next by weight. Other domains keep their route.
+fn choose_lane(req: &RequestHeader, route: Arc<Route>, ctx: &mut RequestCtx) -> Arc<Route> {
+    let Some(split) = &route.split else {
+        return route;
+    };
+    let cookie = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .find_map(|v| sticky_cookie(v.as_bytes()));
+    let choice = split.choose(cookie);
+    if choice.set_cookie {
+        ctx.sticky_tag = Some(choice.route.tag.clone());
+    }
+    choice.route
 }
 
 /// The `X-Request-Id` the client sent, if any.

@@ -75,6 +75,10 @@ fn domain_json(domain: &str, tag: &str, previous: Option<&str>, https: bool) -> 
         "http_to_https": https,
         "lb_policy": "round_robin",
         "lb_hash_header": null,
+        "weights": null,
+        "sticky": false,
+        "rollback": null,
+        "last_rollback": null,
     })
 }
 

@@ -93,6 +93,23 @@ pub struct BackendPatch {
     pub max_connections: Option<u32>,
 }
 
+/// A traffic split (`POST /api/v1/domains/{domain}/split`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitRequest {
+    /// Weight per tag, each a non-negative integer; at least one above zero.
+    pub weights: std::collections::BTreeMap<String, u32>,
+    /// Keep each client on the tag it first got.
+    #[serde(default)]
+    pub sticky: Option<bool>,
+    /// Roll a failing canary back automatically.
+    #[serde(default)]
+    pub rollback: Option<crate::rollout::RollbackPolicy>,
+    /// Split even onto a tag with no backend that may take traffic.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// One change to the registry.
 #[derive(Clone, Debug)]
 pub enum Command {
@@ -108,6 +125,19 @@ pub enum Command {
     AddBackend(NewBackend),
     /// Change fields of a backend.
     UpdateBackend(String, BackendPatch),
+    /// Split a virtual host's traffic between tags.
+    Split(String, SplitRequest),
+    /// Restore a virtual host's routing before its last change.
+    Undo(String),
+    /// End a split whose canary `from_tag` fails (issued by the rollback rule).
+    Rollback {
+        /// The domain.
+        domain: crate::model::DomainName,
+        /// The failing tag.
+        from_tag: crate::model::Tag,
+        /// The measured error share and the rule.
+        reason: String,
+    },
     /// Remove a backend; `force` allows emptying a tag a domain uses.
     DeleteBackend {
         /// Backend id.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod resolve;
+pub mod rollout;
 pub mod routing;
 pub mod store;
 pub mod upstream;

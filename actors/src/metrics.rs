@@ -7,12 +7,14 @@ mod exposition;
 mod histogram;
 mod route;
 mod stats;
+mod window;
 
 pub use actor::{MetricsActor, MetricsArgs, MetricsMsg, MetricsUpdate};
 pub use exposition::{TextFormat, PROMETHEUS_CONTENT_TYPE};
 pub use histogram::LatencyHistogram;
 pub use route::RouteMetrics;
 pub use stats::{DomainStats, Stats, TrafficStats};
+pub use window::OutcomeWindow;
 
 use crate::upstream::UpstreamBackend;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -303,6 +305,11 @@ impl RouteHandles {
             handles: Arc::clone(&r),
         });
         r
+    }
+
+    /// The handles for (domain, tag), if they were resolved.
+    pub fn get(&self, domain: &str, tag: &str) -> Option<&Arc<RouteMetrics>> {
+        self.cache.get(&(domain.to_string(), tag.to_string()))
     }
 
     /// Forgets a deleted domain's handles.

@@ -231,6 +231,37 @@ pub struct DomainRecord {
     /// Header hashed by `header_hash`.
     #[serde(default)]
     pub lb_hash_header: Option<String>,
+    /// The traffic split between tags; null when all traffic goes to `enabled_backends_tag`.
+    #[serde(default)]
+    pub weights: Option<crate::rollout::Weights>,
+    /// Keep each client on the tag it first got (a cookie), while the split lasts.
+    #[serde(default)]
+    pub sticky: bool,
+    /// When a failing canary of the split is rolled back.
+    #[serde(default)]
+    pub rollback: Option<crate::rollout::RollbackPolicy>,
+    /// The last automatic rollback.
+    #[serde(default)]
+    pub last_rollback: Option<crate::rollout::LastRollback>,
+}
+
+impl DomainRecord {
+    /// The routing as history records it.
+    pub fn routing(&self) -> crate::rollout::Routing {
+        crate::rollout::Routing {
+            tag: self.enabled_backends_tag.clone(),
+            weights: self.weights.clone(),
+        }
+    }
+
+    /// The tags that get traffic: those of the split with a weight above zero, else the
+    /// enabled tag.
+    pub fn serving_tags(&self) -> Vec<&Tag> {
+        match &self.weights {
+            Some(w) => w.iter().filter(|(_, w)| **w > 0).map(|(t, _)| t).collect(),
+            None => vec![&self.enabled_backends_tag],
+        }
+    }
 }
 
 /// A backend as the registry keeps and persists it.

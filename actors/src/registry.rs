@@ -4,6 +4,7 @@
 pub mod actor;
 mod commands;
 mod error;
+mod rollouts;
 #[cfg(test)]
 mod tests;
 
@@ -15,11 +16,12 @@ use crate::model::{
     check_address_shape, check_tags, check_weight, resolve_address, BackendId, BackendRecord,
     DomainName, DomainRecord, Tag,
 };
-use crate::routing::{BackendPool, Route, RouteTable};
+use crate::rollout::{Change, HISTORY_LIMIT};
+use crate::routing::{BackendPool, Route, RouteTable, Split};
 use crate::store::PersistedState;
 use crate::upstream::UpstreamBackend;
 pub use commands::check_policy;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -50,6 +52,8 @@ pub struct Effects {
     pub backends_changed: bool,
     /// A domain that did not exist before (it needs a certificate).
     pub added: Option<DomainName>,
+    /// A domain whose split was rolled back automatically.
+    pub rolled_back: Option<DomainName>,
 }
 
 /// Domains, backends and tags, always mutually consistent.
@@ -59,14 +63,21 @@ pub struct Registry {
     backends: BTreeMap<BackendId, BackendRecord>,
     /// Request-path view of each backend (resolved address, health atomics).
     upstreams: HashMap<BackendId, Arc<UpstreamBackend>>,
+    /// Routing changes per domain, oldest first, bounded.
+    history: BTreeMap<DomainName, VecDeque<Change>>,
     /// What the last command replaced, so that [`Registry::revert`] can put it back.
     undo: Undo,
+    /// The time the command being applied happens at (Unix milliseconds).
+    now_ms: i64,
 }
 
 /// Entries as they were before the last command changed them.
 #[derive(Clone, Debug, Default)]
 struct Undo {
     domains: Vec<(DomainName, Option<DomainRecord>)>,
+    /// Histories as they were, and the changes the command appended.
+    history: Vec<(DomainName, Option<VecDeque<Change>>)>,
+    appended: Vec<(DomainName, Change)>,
     backends: Vec<(
         BackendId,
         Option<BackendRecord>,
@@ -112,6 +123,13 @@ impl Registry {
             }
             if reg.domains.insert(d.domain.clone(), d.clone()).is_some() {
                 errors.push(format!("domain '{}' is listed twice", d.domain));
+            }
+        }
+        for (domain, changes) in state.history {
+            if reg.domains.contains_key(&domain) {
+                let skip = changes.len().saturating_sub(HISTORY_LIMIT);
+                reg.history
+                    .insert(domain, changes.into_iter().skip(skip).collect());
             }
         }
         if errors.is_empty() {
@@ -166,7 +184,23 @@ impl Registry {
             version: PersistedState::VERSION,
             domains: self.domains.values().cloned().collect(),
             backends: self.backends.values().cloned().collect(),
+            history: self
+                .history
+                .iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(d, h)| (d.clone(), h.iter().cloned().collect()))
+                .collect(),
         }
+    }
+
+    /// A domain's routing changes, newest first.
+    pub fn history(&self, name: &str) -> Result<Vec<Change>> {
+        let d = self.domain(name)?;
+        Ok(self
+            .history
+            .get(&d.domain)
+            .map(|h| h.iter().rev().cloned().collect())
+            .unwrap_or_default())
     }
 
     /// Publishes every domain's route into an empty or stale table.
@@ -215,16 +249,43 @@ impl Registry {
         pools: &mut HashMap<Tag, Arc<BackendPool>>,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
+        let split = d.weights.as_ref().map(|weights| {
+            let lanes = weights
+                .iter()
+                .filter(|(_, w)| **w > 0)
+                .map(|(tag, w)| {
+                    let lane = self.lane_route(d, tag, None, pools, metrics);
+                    if d.rollback.is_some() {
+                        lane.metrics.watch_outcomes();
+                    }
+                    (*w, lane)
+                })
+                .collect();
+            Split::new(lanes, d.sticky)
+        });
+        self.lane_route(d, &d.enabled_backends_tag, split, pools, metrics)
+    }
+
+    /// The route of `d` on one tag (with `split` for the domain's main route).
+    fn lane_route(
+        &self,
+        d: &DomainRecord,
+        tag: &Tag,
+        split: Option<Split>,
+        pools: &mut HashMap<Tag, Arc<BackendPool>>,
+        metrics: &mut RouteHandles,
+    ) -> Arc<Route> {
         let pool = pools
-            .entry(d.enabled_backends_tag.clone())
-            .or_insert_with(|| Arc::new(self.pool_for(&d.enabled_backends_tag)))
+            .entry(tag.clone())
+            .or_insert_with(|| Arc::new(self.pool_for(tag)))
             .clone();
         Arc::new(Route {
             domain: d.domain.clone(),
-            tag: d.enabled_backends_tag.clone(),
+            tag: tag.clone(),
             pool,
             http_to_https: d.http_to_https,
-            metrics: metrics.route(d.domain.as_str(), d.enabled_backends_tag.as_str()),
+            metrics: metrics.route(d.domain.as_str(), tag.as_str()),
+            split,
         })
     }
 
@@ -308,7 +369,7 @@ impl Registry {
         let tags: Vec<Tag> = tags.iter().map(|t| (*t).clone()).collect();
         self.domains
             .values()
-            .filter(move |d| tags.contains(&d.enabled_backends_tag))
+            .filter(move |d| d.serving_tags().iter().any(|t| tags.contains(t)))
             .map(|d| &d.domain)
     }
 }

@@ -6,6 +6,7 @@ mod file;
 pub use file::JsonFileStore;
 
 use crate::model::{BackendId, BackendRecord, DomainName, DomainRecord};
+use crate::rollout::{Change, HISTORY_LIMIT};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,9 @@ pub struct PersistedState {
     pub domains: Vec<DomainRecord>,
     /// Backends.
     pub backends: Vec<BackendRecord>,
+    /// Routing changes per domain, oldest first, at most [`HISTORY_LIMIT`] each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<DomainName, Vec<Change>>,
 }
 
 impl PersistedState {
@@ -43,6 +47,17 @@ impl PersistedState {
                 }
                 StateChange::DeleteDomain(name) => {
                     domains.remove(&name);
+                    self.history.remove(&name);
+                }
+                StateChange::AppendHistory { domain, change } => {
+                    let h = self.history.entry(domain).or_default();
+                    if h.contains(&change) {
+                        continue; // replayed twice
+                    }
+                    h.push(change);
+                    if h.len() > HISTORY_LIMIT {
+                        h.drain(..h.len() - HISTORY_LIMIT);
+                    }
                 }
                 StateChange::PutBackend(b) => {
                     backends.insert(b.id.clone(), b);
@@ -69,6 +84,13 @@ pub enum StateChange {
     PutBackend(BackendRecord),
     /// A backend is gone.
     DeleteBackend(BackendId),
+    /// A routing change joins a domain's history.
+    AppendHistory {
+        /// The domain.
+        domain: DomainName,
+        /// The change.
+        change: Change,
+    },
 }
 
 /// A state store failure, with the path and its cause.

@@ -68,6 +68,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
             version: PersistedState::VERSION,
             domains,
             backends,
+            history: Default::default(),
         },
         warnings,
     })
@@ -358,6 +359,10 @@ fn virtual_hosts(
                 http_to_https: v.http_to_https,
                 lb_policy: v.lb_policy,
                 lb_hash_header: v.lb_hash_header.clone(),
+                weights: None,
+                sticky: false,
+                rollback: None,
+                last_rollback: None,
             });
         }
     }

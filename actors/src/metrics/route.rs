@@ -2,10 +2,12 @@
 //! lock and no label formatting.
 
 use super::stats::TrafficStats;
+use super::window::OutcomeWindow;
 use super::LatencyHistogram;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Pre-resolved handles for one (domain, tag): what the request path records into.
 #[derive(Debug)]
@@ -15,6 +17,16 @@ pub struct RouteMetrics {
     pub(super) retries: Counter,
     /// Answers below 500 that came from a backend.
     pub(super) backend_success: AtomicU64,
+    /// Outcomes per second, kept only while a rollback rule watches this (domain, tag).
+    window: OnceLock<OutcomeWindow>,
+}
+
+/// The current Unix second.
+#[inline]
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl RouteMetrics {
@@ -25,7 +37,20 @@ impl RouteMetrics {
             duration,
             retries,
             backend_success: AtomicU64::new(0),
+            window: OnceLock::new(),
         }
+    }
+
+    /// Starts counting outcomes per second (a rollback rule watches this tag now), from zero.
+    pub fn watch_outcomes(&self) {
+        self.window.get_or_init(OutcomeWindow::default).clear();
+    }
+
+    /// (requests, errors) over the last `secs` seconds; zeros when not watched.
+    pub fn recent_outcomes(&self, secs: u64) -> (u64, u64) {
+        self.window
+            .get()
+            .map_or((0, 0), |w| w.sum(now_secs(), secs))
     }
 
     /// Records one finished request.
@@ -37,6 +62,9 @@ impl RouteMetrics {
         }
         self.codes[class - 1].inc();
         self.duration.observe(elapsed);
+        if let Some(w) = self.window.get() {
+            w.record(now_secs(), status >= 500);
+        }
         if from_backend && status < 500 {
             self.backend_success.fetch_add(1, Ordering::Relaxed);
         }
@@ -46,6 +74,15 @@ impl RouteMetrics {
     #[inline]
     pub fn record_retry(&self) {
         self.retries.inc();
+    }
+
+    /// Records an upstream attempt that failed (connect error, timeout): an error for the
+    /// rollback rule even when a retry then succeeds.
+    #[inline]
+    pub fn record_failed_attempt(&self) {
+        if let Some(w) = self.window.get() {
+            w.record(now_secs(), true);
+        }
     }
 
     pub(super) fn stats(&self) -> TrafficStats {

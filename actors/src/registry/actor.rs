@@ -8,6 +8,7 @@ use crate::health::{now_ms, HealthProbeActor, HealthSettings, ProbeArgs, ProbeMs
 use crate::metrics::{MetricsMsg, RouteHandles};
 use crate::model::{BackendId, DomainName, DomainRecord};
 use crate::resolve::Resolutions;
+use crate::rollout::Change;
 use crate::routing::RouteTable;
 use crate::store::{StateStore, StoreError};
 use crate::upstream::HealthStatus;
@@ -36,6 +37,10 @@ pub enum RegistryMsg {
     CrashProbe(String, RpcReplyPort<bool>),
     /// Every certificate served, with its source and status.
     ListCertificates(RpcReplyPort<Vec<CertInfo>>),
+    /// A domain's routing changes, newest first.
+    History(String, RpcReplyPort<Result<Vec<Change>, RegistryError>>),
+    /// Time to check the canaries of splits against their rollback rules.
+    CheckCanaries,
     /// Time to try the host names that did not resolve again.
     ResolveAgain,
     /// A host name that did not resolve now does.
@@ -48,6 +53,9 @@ pub enum RegistryMsg {
         addr: std::net::SocketAddr,
     },
 }
+
+/// How often canaries are checked against their rollback rules.
+const CHECK_CANARIES_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often host names that did not resolve at start are tried again.
 const RESOLVE_AGAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -162,6 +170,7 @@ impl Actor for RegistryActor {
             state.provision_cert(&myself, &d).await;
         }
         myself.send_interval(RESOLVE_AGAIN_EVERY, || RegistryMsg::ResolveAgain);
+        myself.send_interval(CHECK_CANARIES_EVERY, || RegistryMsg::CheckCanaries);
         Ok(())
     }
 
@@ -189,6 +198,10 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::ProbeResult(report) => state.record_probe(report),
             RegistryMsg::ResolveAgain => state.resolve_again(&myself),
+            RegistryMsg::History(name, reply) => {
+                let _ = reply.send(state.registry.history(&name));
+            }
+            RegistryMsg::CheckCanaries => state.check_canaries(&myself).await,
             RegistryMsg::Resolved { id, address, addr } => {
                 if let Some(effects) = state.registry.resolve_later(&id, &address, addr) {
                     tracing::info!(backend = %id, address = %address, addr = %addr,
@@ -267,7 +280,7 @@ impl RegistryState {
         cmd: Command,
     ) -> Result<Reply, RegistryError> {
         let resolved = Resolutions::of(&cmd).await;
-        let (reply, effects) = self.registry.apply_resolved(cmd, &resolved)?;
+        let (reply, effects) = self.registry.apply_at(cmd, &resolved, now_ms())?;
         if let Err(e) = self.persist().await {
             self.registry.revert();
             return Err(RegistryError::Persist(e));
@@ -276,8 +289,20 @@ impl RegistryState {
             .publish(&effects, &self.table, &mut self.handles);
         self.send_metric_updates();
         if let Some(d) = &effects.switched {
-            let tag = &self.registry.domains[d].enabled_backends_tag;
-            tracing::info!(domain = %d, tag = %tag, "tag switched");
+            let record = &self.registry.domains[d];
+            match &record.weights {
+                Some(w) => tracing::info!(domain = %d, weights = ?w, "traffic split"),
+                None => {
+                    tracing::info!(domain = %d, tag = %record.enabled_backends_tag, "tag switched")
+                }
+            }
+        }
+        if let Some(d) = &effects.rolled_back {
+            self.handles.metrics().record_rollback(d.as_str());
+            if let Some(r) = &self.registry.domains[d].last_rollback {
+                tracing::warn!(domain = %d, from_tag = %r.from_tag, to_tag = %r.to_tag,
+                    reason = %r.reason, "canary rolled back: all traffic to the baseline");
+            }
         }
         for id in &effects.unprobe {
             self.stop_probe(id);
@@ -313,6 +338,34 @@ impl RegistryState {
                     source: std::io::Error::other(e.to_string()),
                 })
             })
+    }
+
+    /// Rolls back every split whose canary's recent error share breaks its rule.
+    async fn check_canaries(&mut self, myself: &ActorRef<RegistryMsg>) {
+        let failing: Vec<Command> = self
+            .registry
+            .watched_canaries()
+            .filter_map(|(domain, tag, rule)| {
+                let handles = self.handles.get(domain.as_str(), tag.as_str())?;
+                let (requests, errors) = handles.recent_outcomes(rule.window_secs);
+                rule.trips(requests, errors).then(|| Command::Rollback {
+                    domain: domain.clone(),
+                    from_tag: tag.clone(),
+                    reason: format!(
+                        "{errors} of {requests} requests to tag '{tag}' failed in the last {}s \
+                         ({:.1} %, over the limit of {:.1} %)",
+                        rule.window_secs,
+                        errors as f64 * 100.0 / requests as f64,
+                        rule.max_error_rate * 100.0
+                    ),
+                })
+            })
+            .collect();
+        for cmd in failing {
+            if let Err(e) = self.apply(myself, cmd).await {
+                tracing::error!(error = %e, "a canary failed but its rollback could not be applied");
+            }
+        }
     }
 
     /// Looks up every unresolved host name on the blocking pool; answers come back as

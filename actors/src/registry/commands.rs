@@ -10,6 +10,7 @@ use crate::model::{
     check_tags, check_weight, BackendId, BackendRecord, DomainName, DomainRecord, LbPolicy, Tag,
 };
 use crate::resolve::Resolutions;
+use crate::rollout::{ChangeKind, ChangedBy};
 use crate::store::StateChange;
 use crate::upstream::UpstreamBackend;
 use std::collections::BTreeSet;
@@ -18,20 +19,23 @@ use std::sync::Arc;
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 impl Registry {
-    /// Applies one command whose backend addresses need no DNS (IP literals).
+    /// Applies one command whose backend addresses need no DNS (IP literals), now.
     pub fn apply(&mut self, cmd: Command) -> Result<(Reply, Effects)> {
-        self.apply_resolved(cmd, &Resolutions::default())
+        self.apply_at(cmd, &Resolutions::default(), crate::health::now_ms())
     }
 
-    /// Applies one command, with its host names already resolved (no I/O here). On error
-    /// nothing has changed; after success, [`Registry::revert`] undoes it (when it could not be
-    /// persisted).
-    pub fn apply_resolved(
+    /// Applies one command at Unix time `now_ms` (history timestamps), with its host names
+    /// already resolved: no I/O and no clock here, so the same inputs give the same result. On
+    /// error nothing has changed; after success, [`Registry::revert`] undoes it (when it could
+    /// not be persisted).
+    pub fn apply_at(
         &mut self,
         cmd: Command,
         resolved: &Resolutions,
+        now_ms: i64,
     ) -> Result<(Reply, Effects)> {
         self.undo = Undo::default();
+        self.now_ms = now_ms;
         match cmd {
             Command::AddDomain(new) => self.add_domain(new),
             Command::UpdateDomain(name, patch) => self.update_domain(&name, patch),
@@ -52,6 +56,13 @@ impl Registry {
             Command::DeleteBackend { id, force } => {
                 self.delete_backend(&id, force).map(backends_changed)
             }
+            Command::Split(name, req) => self.split(&name, req),
+            Command::Undo(name) => self.undo_last(&name),
+            Command::Rollback {
+                domain,
+                from_tag,
+                reason,
+            } => self.roll_back(&domain, &from_tag, reason),
         }
     }
 
@@ -70,12 +81,24 @@ impl Registry {
                 None => StateChange::DeleteBackend(id.clone()),
             });
         }
+        for (domain, change) in &self.undo.appended {
+            out.push(StateChange::AppendHistory {
+                domain: domain.clone(),
+                change: change.clone(),
+            });
+        }
         out
     }
 
     /// Puts back what the last successful [`Registry::apply`] changed.
     pub fn revert(&mut self) {
         let undo = std::mem::take(&mut self.undo);
+        for (name, before) in undo.history.into_iter().rev() {
+            match before {
+                Some(h) => self.history.insert(name, h),
+                None => self.history.remove(&name),
+            };
+        }
         for (name, before) in undo.domains.into_iter().rev() {
             match before {
                 Some(d) => self.domains.insert(name, d),
@@ -94,7 +117,7 @@ impl Registry {
         }
     }
 
-    fn put_domain(&mut self, record: DomainRecord) {
+    pub(super) fn put_domain(&mut self, record: DomainRecord) {
         let before = self.domains.insert(record.domain.clone(), record.clone());
         self.undo.domains.push((record.domain, before));
     }
@@ -102,6 +125,8 @@ impl Registry {
     fn remove_domain(&mut self, name: &DomainName) {
         let before = self.domains.remove(name);
         self.undo.domains.push((name.clone(), before));
+        let history = self.history.remove(name);
+        self.undo.history.push((name.clone(), history));
     }
 
     /// Stores a backend; `upstream` replaces its request-path view (new backend or address).
@@ -137,6 +162,10 @@ impl Registry {
             http_to_https: new.http_to_https,
             lb_policy,
             lb_hash_header: new.lb_hash_header,
+            weights: None,
+            sticky: false,
+            rollback: None,
+            last_rollback: None,
         };
         self.put_domain(record.clone());
         let mut effects = republish_one(domain.clone());
@@ -181,16 +210,27 @@ impl Registry {
         Ok((Reply::Domain(record), effects))
     }
 
-    /// Moves `record` to `target` after the safety checks; false when it already serves it.
-    fn switch_record(&self, record: &mut DomainRecord, target: Tag, force: bool) -> Result<bool> {
+    /// Moves `record` to `target` after the safety checks, ending any split; false when it
+    /// already serves only that tag.
+    fn switch_record(
+        &mut self,
+        record: &mut DomainRecord,
+        target: Tag,
+        force: bool,
+    ) -> Result<bool> {
         self.require_tag(&target)?;
-        if record.enabled_backends_tag == target {
+        if record.enabled_backends_tag == target && record.weights.is_none() {
             return Ok(false);
         }
         if !force && !self.tag_has_routable(&target) {
             return Err(Conflict::NoRoutableBackend(target).into());
         }
-        record.previous_tag = Some(std::mem::replace(&mut record.enabled_backends_tag, target));
+        let before = record.routing();
+        if record.enabled_backends_tag != target {
+            record.previous_tag = Some(std::mem::replace(&mut record.enabled_backends_tag, target));
+        }
+        record.weights = None;
+        self.record_change(record, before, ChangeKind::Switch, ChangedBy::Api, None);
         Ok(true)
     }
 
@@ -289,7 +329,7 @@ impl Registry {
         Ok(())
     }
 
-    fn require_tag(&self, tag: &Tag) -> Result<()> {
+    pub(super) fn require_tag(&self, tag: &Tag) -> Result<()> {
         if self.tag_exists(tag) {
             Ok(())
         } else {
@@ -310,7 +350,7 @@ fn backends_changed((reply, mut effects): (Reply, Effects)) -> (Reply, Effects) 
     (reply, effects)
 }
 
-fn republish_one(domain: DomainName) -> Effects {
+pub(super) fn republish_one(domain: DomainName) -> Effects {
     Effects {
         republish: BTreeSet::from([domain]),
         ..Effects::default()

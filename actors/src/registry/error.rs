@@ -67,6 +67,12 @@ pub enum Conflict {
         /// A domain on that tag.
         domain: DomainName,
     },
+    /// An undo with no change to undo.
+    #[error("domain '{0}' has no change to undo")]
+    NothingToUndo(DomainName),
+    /// A rollback of a domain that has no split (any more).
+    #[error("domain '{0}' has no split to roll back")]
+    NoSplit(DomainName),
     /// An empty-body switch with nothing to switch back to.
     #[error("domain '{domain}' serves tag '{current}' and has no previous tag; give \"new_tag\"")]
     NoPreviousTag {

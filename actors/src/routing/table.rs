@@ -1,6 +1,6 @@
 //! The published routing view: domain -> `Arc<Route>`, replaced whole on every change.
 
-use super::BackendPool;
+use super::{BackendPool, Split};
 use crate::metrics::RouteMetrics;
 use crate::model::{DomainName, Tag};
 use dashmap::DashMap;
@@ -19,6 +19,9 @@ pub struct Route {
     pub http_to_https: bool,
     /// Pre-resolved metric handles for (domain, tag).
     pub metrics: Arc<RouteMetrics>,
+    /// The traffic split between tags, when there is one; `tag`, `pool` and `metrics` are then
+    /// the baseline's, and each request takes the route of the lane [`Split::choose`] picks.
+    pub split: Option<Split>,
 }
 
 // === impl RouteTable ===

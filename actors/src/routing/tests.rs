@@ -78,6 +78,7 @@ fn lookup_exact_then_wildcard() {
             http_to_https: false,
             metrics: crate::metrics::RouteHandles::new(crate::metrics::Metrics::new())
                 .route(d, "a"),
+            split: None,
         }));
     }
     assert_eq!(

@@ -312,6 +312,10 @@ mod tests {
             http_to_https: false,
             lb_policy: LbPolicy::RoundRobin,
             lb_hash_header: None,
+            weights: None,
+            sticky: false,
+            rollback: None,
+            last_rollback: None,
         }
     }
 
@@ -325,6 +329,7 @@ mod tests {
             version: 1,
             domains: (0..n).map(domain).collect(),
             backends: Vec::new(),
+            history: Default::default(),
         }
     }
 
