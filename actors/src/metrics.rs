@@ -5,6 +5,7 @@
 pub mod actor;
 mod exposition;
 mod histogram;
+mod recent;
 mod route;
 mod stats;
 mod window;
@@ -12,6 +13,7 @@ mod window;
 pub use actor::{MetricsActor, MetricsArgs, MetricsMsg, MetricsUpdate};
 pub use exposition::{TextFormat, PROMETHEUS_CONTENT_TYPE};
 pub use histogram::LatencyHistogram;
+pub use recent::LastMinute;
 pub use route::RouteMetrics;
 pub use stats::{DomainStats, Stats, TrafficStats};
 pub use window::OutcomeWindow;

@@ -1,6 +1,7 @@
 //! The MetricsActor: owns which domain and backend series exist (told by the registry through
 //! [`MetricsUpdate`] messages), renders the Prometheus text and answers `stats`.
 
+use super::recent::{delta, last_minute_of, RecentTraffic, Sample, SAMPLE_EVERY};
 use super::{
     domain_labels, BackendGauge, BackendLabels, HealthCheckLabels, Metrics, ResultLabels,
     RouteMetrics, Stats, UNKNOWN,
@@ -12,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A change in which series exist, sent by the registry when it publishes.
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub enum MetricsMsg {
     Stats(RpcReplyPort<Stats>),
     /// Series appeared or went.
     Update(MetricsUpdate),
+    /// Time to sample the counters for the last-minute figures.
+    Sample,
 }
 
 /// What the MetricsActor needs.
@@ -65,6 +69,7 @@ pub struct MetricsBook {
     backends: Vec<BackendGauge>,
     certificates: HashSet<String>,
     acme_seen: (u64, u64),
+    recent: RecentTraffic,
 }
 
 impl MetricsBook {
@@ -79,6 +84,7 @@ impl MetricsBook {
             backends: Vec::new(),
             certificates: HashSet::new(),
             acme_seen: (0, 0),
+            recent: RecentTraffic::new(Instant::now()),
         }
     }
 
@@ -145,19 +151,48 @@ impl MetricsBook {
         self.backends = backends;
     }
 
-    /// Per-domain and per-tag traffic counters, from the same handles as the metrics.
+    /// Per-domain and per-tag traffic counters, from the same handles as the metrics, with
+    /// their last minute.
     pub fn stats(&self) -> Stats {
+        let now = Instant::now();
         let mut out = Stats::default();
-        for ((domain, tag), r) in &self.routes {
-            if domain == UNKNOWN {
+        let mut totals: HashMap<&str, (Sample, Sample, Instant)> = HashMap::new();
+        for (key, r) in &self.routes {
+            if key.0 == UNKNOWN {
                 continue;
             }
-            let s = r.stats();
-            let d = out.domains.entry(domain.clone()).or_default();
+            let mut s = r.stats();
+            let current = r.sample();
+            let (at, old) = self.recent.baseline_of(key, now);
+            s.last_minute = last_minute_of(&delta(&current, &old), now.duration_since(at));
+            let t =
+                totals
+                    .entry(key.0.as_str())
+                    .or_insert((Sample::default(), Sample::default(), at));
+            t.0.add(&current);
+            t.1.add(&old);
+            let d = out.domains.entry(key.0.clone()).or_default();
             d.totals.add(&s);
-            d.tags.insert(tag.clone(), s);
+            d.tags.insert(key.1.clone(), s);
+        }
+        for (domain, (current, old, at)) in totals {
+            if let Some(d) = out.domains.get_mut(domain) {
+                d.totals.last_minute =
+                    last_minute_of(&delta(&current, &old), now.duration_since(at));
+            }
         }
         out
+    }
+
+    /// Samples every route's counters for the last-minute figures.
+    pub fn sample(&mut self, now: Instant) {
+        let samples = self
+            .routes
+            .iter()
+            .filter(|(k, _)| k.0 != UNKNOWN)
+            .map(|(k, r)| (k.clone(), r.sample()))
+            .collect();
+        self.recent.record(now, samples);
     }
 
     /// The text, after bringing gauges and synced counters up to date.
@@ -251,9 +286,10 @@ impl Actor for MetricsActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<MetricsMsg>,
+        myself: ActorRef<MetricsMsg>,
         args: MetricsArgs,
     ) -> Result<MetricsState, ActorProcessingErr> {
+        myself.send_interval(SAMPLE_EVERY, || MetricsMsg::Sample);
         Ok(MetricsState {
             book: MetricsBook::new(Arc::clone(&args.metrics)),
             args,
@@ -281,6 +317,7 @@ impl Actor for MetricsActor {
                 let _ = reply.send(state.book.stats());
             }
             MetricsMsg::Update(u) => state.book.apply(u),
+            MetricsMsg::Sample => state.book.sample(Instant::now()),
         }
         Ok(())
     }

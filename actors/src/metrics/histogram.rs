@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds in seconds (the last bucket is +Inf).
-const BOUNDS: [f64; 14] = [
+pub(super) const BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const BOUNDS_US: [u64; 14] = [
     500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000,
 ];
+
+/// Number of buckets, +Inf included.
+pub(super) const BUCKETS: usize = BOUNDS.len() + 1;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -36,6 +39,11 @@ impl LatencyHistogram {
         self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.0.sum_us.fetch_add(us, Ordering::Relaxed);
         self.0.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count of each bucket (not cumulative).
+    pub fn buckets(&self) -> [u64; BUCKETS] {
+        std::array::from_fn(|i| self.0.buckets[i].load(Ordering::Relaxed))
     }
 
     /// Sum in seconds and number of observations.

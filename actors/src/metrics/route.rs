@@ -85,6 +85,17 @@ impl RouteMetrics {
         }
     }
 
+    /// The cumulative counts now, for the last-minute figures.
+    pub(super) fn sample(&self) -> super::recent::Sample {
+        let total: u64 = self.codes.iter().map(Counter::get).sum();
+        let success = self.backend_success.load(Ordering::Relaxed).min(total);
+        super::recent::Sample {
+            requests: total,
+            errors: total - success,
+            buckets: self.duration.buckets(),
+        }
+    }
+
     pub(super) fn stats(&self) -> TrafficStats {
         let total: u64 = self.codes.iter().map(Counter::get).sum();
         let success = self.backend_success.load(Ordering::Relaxed).min(total);
@@ -100,6 +111,7 @@ impl RouteMetrics {
             },
             latency_count: count,
             latency_sum: sum,
+            last_minute: Default::default(),
         }
     }
 }

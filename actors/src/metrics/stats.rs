@@ -14,6 +14,8 @@ pub struct TrafficStats {
     pub error_requests: u64,
     /// Mean request duration in milliseconds.
     pub avg_latency_ms: f64,
+    /// Rate, error rate and latency over the last minute.
+    pub last_minute: super::recent::LastMinute,
     #[serde(skip)]
     pub(super) latency_count: u64,
     #[serde(skip)]
