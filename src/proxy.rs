@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
-use vhost_actors::routing::{Route, RouteTable};
+use vhost_actors::routing::{Affinity, Lease, Route, RouteTable};
 use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
@@ -90,7 +90,9 @@ impl Drop for InFlight {
 /// What the phases of one request share.
 pub struct RequestCtx {
     route: Option<Arc<Route>>,
-    backend: Option<Arc<UpstreamBackend>>,
+    /// The backend of the current attempt and its in-flight slot, given back when the request
+    /// ends or a retry replaces it.
+    backend: Option<Lease>,
     tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
     attempts: usize,
     /// A backend sent a response header.
@@ -223,13 +225,20 @@ impl ProxyHttp for VhostProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(InternalError, "no route chosen");
         };
-        let Some(backend) = route.pool.pick(|b| ctx.was_tried(b)).cloned() else {
+        let request = Affinity {
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            headers: &session.req_header().headers,
+        };
+        let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {
             return Error::e_explain(HTTPStatus(503), "no backend available");
         };
         let mut peer = HttpPeer::new(backend.addr, false, String::new());
@@ -240,7 +249,7 @@ impl ProxyHttp for VhostProxy {
             route.metrics.record_retry();
         }
         if ctx.attempts < MAX_ATTEMPTS {
-            ctx.tried[ctx.attempts] = Some(Arc::clone(&backend));
+            ctx.tried[ctx.attempts] = Some(Arc::clone(backend.backend()));
             ctx.attempts += 1;
         }
         ctx.backend = Some(backend);
