@@ -342,7 +342,7 @@ fn pick_policy(c: &mut Criterion) {
                 let client = &clients[i];
                 i = if i + 1 == clients.len() { 0 } else { i + 1 };
                 let request = Affinity {
-                    client: Some(client.ip),
+                    client: move || Some(client.ip),
                     headers: &client.headers,
                 };
                 policy.pick(&pool, &request, |_| false)

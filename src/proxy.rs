@@ -232,10 +232,7 @@ impl ProxyHttp for VhostProxy {
             return Error::e_explain(InternalError, "no route chosen");
         };
         let request = Affinity {
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client: || Some(session.client_addr()?.as_inet()?.ip()),
             headers: &session.req_header().headers,
         };
         let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {

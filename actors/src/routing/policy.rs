@@ -17,11 +17,13 @@ mod tests;
 /// backend.
 const KEY_SEED: u64 = 0x6b65_795f_6861_7368;
 
-/// What a hashing policy may key a request on, as the proxy sees the request.
+/// What a hashing policy may key a request on, as the proxy sees the request. The client's
+/// address is a function called only by `ip_hash`, so that the other policies never pay for
+/// finding it.
 #[derive(Clone, Copy, Debug)]
-pub struct Affinity<'a> {
+pub struct Affinity<'a, C> {
     /// The client's address (none for a Unix-socket client): what `ip_hash` keys on.
-    pub client: Option<IpAddr>,
+    pub client: C,
     /// The request headers: `header_hash` keys on one of them.
     pub headers: &'a HeaderMap,
 }
@@ -64,13 +66,13 @@ impl Policy {
     pub fn pick(
         &self,
         pool: &BackendPool,
-        request: &Affinity<'_>,
+        request: &Affinity<'_, impl Fn() -> Option<IpAddr>>,
         skip: impl Fn(&UpstreamBackend) -> bool,
     ) -> Option<Lease> {
         match self {
             Policy::RoundRobin => pool.pick(skip),
             Policy::LeastConn => pool.pick_least_loaded(skip),
-            Policy::IpHash => match request.client {
+            Policy::IpHash => match (request.client)() {
                 Some(ip) => pool.pick_hashed(hash_ip(ip), skip),
                 None => pool.pick(skip),
             },

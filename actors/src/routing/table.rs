@@ -5,6 +5,7 @@ use crate::metrics::RouteMetrics;
 use crate::model::{DomainName, Tag};
 use crate::upstream::UpstreamBackend;
 use dashmap::DashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Everything the request path needs for one domain, replaced whole on every change.
@@ -32,7 +33,7 @@ impl Route {
     #[inline]
     pub fn pick(
         &self,
-        request: &Affinity<'_>,
+        request: &Affinity<'_, impl Fn() -> Option<IpAddr>>,
         skip: impl Fn(&UpstreamBackend) -> bool,
     ) -> Option<Lease> {
         self.policy.pick(&self.pool, request, skip)

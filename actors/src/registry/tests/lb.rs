@@ -96,7 +96,7 @@ fn every_policy_is_accepted_and_published() {
     // The table is there: one client always lands on one backend.
     let headers = http::HeaderMap::new();
     let client = Affinity {
-        client: Some([10, 1, 2, 3].into()),
+        client: move || Some([10, 1, 2, 3].into()),
         headers: &headers,
     };
     let first = route("ip.test")
@@ -125,7 +125,7 @@ fn max_connections_is_published_and_changes_apply() {
     let route = table.lookup("cap.test").unwrap();
     let headers = http::HeaderMap::new();
     let req = Affinity {
-        client: None,
+        client: || None,
         headers: &headers,
     };
     let held = route.pick(&req, |_| false).unwrap();

@@ -37,16 +37,16 @@ fn no_headers() -> &'static HeaderMap {
     EMPTY.get_or_init(HeaderMap::new)
 }
 
-fn from_ip(ip: [u8; 4]) -> Affinity<'static> {
+fn from_ip(ip: [u8; 4]) -> Affinity<'static, impl Fn() -> Option<IpAddr>> {
     Affinity {
-        client: Some(IpAddr::from(ip)),
+        client: move || Some(IpAddr::from(ip)),
         headers: no_headers(),
     }
 }
 
-fn with_user(headers: &HeaderMap) -> Affinity<'_> {
+fn with_user(headers: &HeaderMap) -> Affinity<'_, impl Fn() -> Option<IpAddr>> {
     Affinity {
-        client: None,
+        client: || None,
         headers,
     }
 }
@@ -173,7 +173,7 @@ fn a_missing_key_falls_back_to_round_robin() {
         .collect();
     assert_eq!(ids, ["b0", "b1", "b0", "b1"]);
     let unix = Affinity {
-        client: None,
+        client: || None,
         headers: &none,
     };
     let ids: Vec<_> = (0..2)
@@ -238,7 +238,7 @@ fn a_retry_never_picks_a_backend_the_request_tried() {
     ] {
         for i in 0..20u8 {
             let request = Affinity {
-                client: Some(IpAddr::from([10, 0, 4, i])),
+                client: move || Some(IpAddr::from([10, 0, 4, i])),
                 headers: &headers,
             };
             let first = policy.pick(&pool, &request, |_| false).unwrap();
@@ -273,7 +273,7 @@ fn every_policy_skips_unhealthy_and_capped_backends() {
     set_health(&b[1], false);
     let headers = user_headers("bob");
     let request = Affinity {
-        client: Some(IpAddr::from([10, 0, 5, 1])),
+        client: move || Some(IpAddr::from([10, 0, 5, 1])),
         headers: &headers,
     };
     for policy in [
