@@ -306,6 +306,23 @@ impl ProxyHttp for VhostProxy {
         Ok(())
     }
 
+    /// The backend has sent its whole answer: its in-flight slot goes back now, not when the
+    /// client has taken the answer in.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            if let Some(lease) = &mut ctx.backend {
+                lease.finish();
+            }
+        }
+        Ok(None)
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,

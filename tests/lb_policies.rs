@@ -358,6 +358,35 @@ async fn max_connections_is_never_exceeded_under_concurrent_load() {
     wait_all_idle(&p, Duration::from_secs(5)).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_capped_at_one_serves_back_to_back_requests_on_new_connections() {
+    let a = Origin::start("a1").await;
+    let p = Proxy::start(&format!(
+        "{}{}",
+        lb_backend("a1", a.addr, "a", 1, 1),
+        lb_vhost("one.test", "a", "least_conn"),
+    ))
+    .await;
+    // Each answer's slot is free before its last byte reaches the client, so the next request
+    // (on another connection, perhaps another worker) never finds the backend still full.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for i in 0..200 {
+        let r = fresh
+            .get(p.url("/"))
+            .header("host", "one.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        r.text().await.unwrap();
+        assert_eq!(in_flight(&p).await["a1"], 0, "after request {i}");
+    }
+}
+
 // === in-flight counts ===
 
 #[tokio::test(flavor = "multi_thread")]
