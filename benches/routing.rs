@@ -1,9 +1,15 @@
 //! Request-path routing costs: `RouteTable::lookup` for exact, wildcard and unknown hosts at
 //! 10 / 1,000 / 100,000 published domains, `normalize_host` on the borrowed and allocating paths,
-//! `BackendPool::pick` (round robin, weighted, with unhealthy members), and how `publish` and
-//! `lookup` behave when a second thread reads or writes the same table at the same time.
+//! `BackendPool::pick` (round robin, weighted, with unhealthy members), each load-balancing
+//! policy's pick at 2 / 16 / 256 backends and building a hash table (routing/policies.rs),
+//! and how `publish` and `lookup` behave when a second thread reads or writes the same table at
+//! the same time.
 //!
-//! Run with `cargo bench --bench routing`; each benchmark reports the time of one operation.
+//! Run with `cargo bench --bench routing`; each benchmark reports the time of one operation
+//! (a pick includes taking the in-flight slot and giving it back).
+
+#[path = "routing/policies.rs"]
+mod policies;
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -17,7 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use vhost_actors::metrics::{Metrics, RouteHandles, RouteMetrics};
 use vhost_actors::model::{DomainName, Tag};
-use vhost_actors::routing::{BackendPool, Route, RouteTable};
+use vhost_actors::routing::{BackendPool, Policy, Route, RouteTable};
 use vhost_actors::upstream::{Thresholds, UpstreamBackend};
 
 /// Table sizes for the lookup groups.
@@ -28,13 +34,13 @@ const CONCURRENT_DOMAINS: usize = 10_000;
 // === fixtures ===
 
 /// Keeps every group short: 20 samples of 2 s after a 0.5 s warm-up.
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+pub(crate) fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(2));
     group.warm_up_time(Duration::from_millis(500));
 }
 
-fn backend(i: usize) -> Arc<UpstreamBackend> {
+pub(crate) fn backend(i: usize) -> Arc<UpstreamBackend> {
     let port = 10_000 + u16::try_from(i).expect("backend index fits a port");
     Arc::new(UpstreamBackend::new(
         &format!("b{i}"),
@@ -73,6 +79,7 @@ impl RouteFactory {
             domain,
             tag: self.tag.clone(),
             pool: Arc::clone(&self.pool),
+            policy: Policy::RoundRobin,
             http_to_https: false,
             metrics: Arc::clone(&self.metrics),
             split: None,
@@ -340,6 +347,8 @@ criterion_group!(
     lookup_miss,
     normalize,
     pick,
+    policies::pick_policy,
+    policies::hash_table_build,
     publish_under_readers
 );
 criterion_main!(benches);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vhost_actors::metrics::{Metrics, RouteHandles};
 use vhost_actors::model::{DomainName, Tag};
-use vhost_actors::routing::{sticky_cookie, BackendPool, Route, Split};
+use vhost_actors::routing::{sticky_cookie, BackendPool, Policy, PoolMember, Route, Split};
 use vhost_actors::upstream::UpstreamBackend;
 
 fn lane(handles: &mut RouteHandles, tag: &str, port: u16) -> Arc<Route> {
@@ -20,7 +20,12 @@ fn lane(handles: &mut RouteHandles, tag: &str, port: u16) -> Arc<Route> {
     Arc::new(Route {
         domain: DomainName::parse("bench.example.com").unwrap(),
         tag: Tag::parse(tag).unwrap(),
-        pool: Arc::new(BackendPool::new(vec![(backend, 1)])),
+        pool: Arc::new(BackendPool::new(vec![PoolMember {
+            backend,
+            weight: 1,
+            max_connections: 0,
+        }])),
+        policy: Policy::RoundRobin,
         http_to_https: false,
         metrics: handles.route("bench.example.com", tag),
         split: None,

@@ -23,7 +23,7 @@ use std::time::Instant;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
 use vhost_actors::model::Tag;
-use vhost_actors::routing::{sticky_cookie, Route, RouteTable, STICKY_COOKIE};
+use vhost_actors::routing::{sticky_cookie, Affinity, Lease, Route, RouteTable, STICKY_COOKIE};
 use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
@@ -91,7 +91,9 @@ impl Drop for InFlight {
 /// What the phases of one request share.
 pub struct RequestCtx {
     route: Option<Arc<Route>>,
-    backend: Option<Arc<UpstreamBackend>>,
+    /// The backend of the current attempt and its in-flight slot, given back when the request
+    /// ends or a retry replaces it.
+    backend: Option<Lease>,
     tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
     attempts: usize,
     /// A backend sent a response header.
@@ -228,13 +230,17 @@ impl ProxyHttp for VhostProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(InternalError, "no route chosen");
         };
-        let Some(backend) = route.pool.pick(|b| ctx.was_tried(b)).cloned() else {
+        let request = Affinity {
+            client: || Some(session.client_addr()?.as_inet()?.ip()),
+            headers: &session.req_header().headers,
+        };
+        let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {
             return Error::e_explain(HTTPStatus(503), "no backend available");
         };
         let mut peer = HttpPeer::new(backend.addr, false, String::new());
@@ -245,7 +251,7 @@ impl ProxyHttp for VhostProxy {
             route.metrics.record_retry();
         }
         if ctx.attempts < MAX_ATTEMPTS {
-            ctx.tried[ctx.attempts] = Some(Arc::clone(&backend));
+            ctx.tried[ctx.attempts] = Some(Arc::clone(backend.backend()));
             ctx.attempts += 1;
         }
         ctx.backend = Some(backend);
@@ -307,6 +313,23 @@ impl ProxyHttp for VhostProxy {
         }
         ctx.from_backend = true;
         Ok(())
+    }
+
+    /// The backend has sent its whole answer: its in-flight slot goes back now, not when the
+    /// client has taken the answer in.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            if let Some(lease) = &mut ctx.backend {
+                lease.finish();
+            }
+        }
+        Ok(None)
     }
 
     async fn upstream_request_filter(

@@ -82,7 +82,7 @@ fn domain_json(domain: &str, tag: &str, previous: Option<&str>, https: bool) -> 
     })
 }
 
-/// A Backend as the API shows it, without its live `health` object.
+/// A Backend as the API shows it, without its live `health` object, with nothing in flight.
 fn backend_json(id: &str, addr: SocketAddr, tags: &[&str], weight: u32) -> Value {
     json!({
         "id": id,
@@ -90,6 +90,7 @@ fn backend_json(id: &str, addr: SocketAddr, tags: &[&str], weight: u32) -> Value
         "tags": tags,
         "weight": weight,
         "max_connections": 0,
+        "in_flight": 0,
     })
 }
 

@@ -259,7 +259,11 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_is_not() {
         )),
         "{metrics}"
     );
-    assert!(p.log().contains("canary rolled back"), "a warn event");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.log().contains("canary rolled back") {
+        assert!(Instant::now() < deadline, "a warn event: {}", p.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // History shows split then rollback, newest first; both survive a restart, and undo
     // brings the split back.

@@ -166,6 +166,8 @@ pub struct BackendView {
     pub backend: BackendRecord,
     /// Live health.
     pub health: HealthView,
+    /// Requests in flight to the backend right now (what `max_connections` caps).
+    pub in_flight: u32,
 }
 
 /// The `health` object of a Backend.

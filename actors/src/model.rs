@@ -180,7 +180,7 @@ pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
 
 // === records ===
 
-/// Load-balancing policy within a tag's pool.
+/// Load-balancing policy within a tag's pool (see [`crate::routing::Policy`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
@@ -196,11 +196,6 @@ pub enum LbPolicy {
 }
 
 impl LbPolicy {
-    /// Whether this build routes with the policy.
-    pub fn is_supported(self) -> bool {
-        matches!(self, LbPolicy::RoundRobin)
-    }
-
     /// The policy's name as written in config and API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -17,7 +17,7 @@ use crate::model::{
     DomainName, DomainRecord, Tag,
 };
 use crate::rollout::{Change, HISTORY_LIMIT};
-use crate::routing::{BackendPool, Route, RouteTable, Split};
+use crate::routing::{BackendPool, Policy, PoolMember, Route, RouteTable, Split};
 use crate::store::PersistedState;
 use crate::upstream::UpstreamBackend;
 pub use commands::check_policy;
@@ -205,7 +205,7 @@ impl Registry {
 
     /// Publishes every domain's route into an empty or stale table.
     pub fn publish_all(&self, table: &RouteTable, metrics: &mut RouteHandles) {
-        let mut pools = HashMap::new();
+        let mut pools = Pools::new();
         for d in self.domains.values() {
             table.publish(self.build_route(d, &mut pools, metrics));
         }
@@ -218,7 +218,7 @@ impl Registry {
             table.withdraw(d);
             metrics.forget_domain(d.as_str());
         }
-        let mut pools = HashMap::new();
+        let mut pools = Pools::new();
         for name in &effects.republish {
             if let Some(d) = self.domains.get(name) {
                 table.publish(self.build_route(d, &mut pools, metrics));
@@ -246,7 +246,7 @@ impl Registry {
     fn build_route(
         &self,
         d: &DomainRecord,
-        pools: &mut HashMap<Tag, Arc<BackendPool>>,
+        pools: &mut Pools,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
         let split = d.weights.as_ref().map(|weights| {
@@ -272,33 +272,47 @@ impl Registry {
         d: &DomainRecord,
         tag: &Tag,
         split: Option<Split>,
-        pools: &mut HashMap<Tag, Arc<BackendPool>>,
+        pools: &mut Pools,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
+        let policy = Policy::new(d.lb_policy, d.lb_hash_header.as_deref());
+        let hashed = policy.hashes();
         let pool = pools
-            .entry(tag.clone())
-            .or_insert_with(|| Arc::new(self.pool_for(tag)))
+            .entry((tag.clone(), hashed))
+            .or_insert_with(|| Arc::new(self.pool_for(tag, hashed)))
             .clone();
         Arc::new(Route {
             domain: d.domain.clone(),
             tag: tag.clone(),
             pool,
+            policy,
             http_to_https: d.http_to_https,
             metrics: metrics.route(d.domain.as_str(), tag.as_str()),
             split,
         })
     }
 
-    fn pool_for(&self, tag: &Tag) -> BackendPool {
-        BackendPool::new(
-            self.backends
-                .values()
-                .filter(|b| b.has_tag(tag))
-                .map(|b| (Arc::clone(&self.upstreams[&b.id]), b.weight))
-                .collect(),
-        )
+    /// The pool of `tag`; with `hashed`, with its consistent-hash table (built here, at publish
+    /// time, so that no request ever builds one).
+    fn pool_for(&self, tag: &Tag, hashed: bool) -> BackendPool {
+        let pool = BackendPool::new(self.backends.values().filter(|b| b.has_tag(tag)).map(|b| {
+            PoolMember {
+                backend: Arc::clone(&self.upstreams[&b.id]),
+                weight: b.weight,
+                max_connections: b.max_connections,
+            }
+        }));
+        if hashed {
+            pool.with_hash_table()
+        } else {
+            pool
+        }
     }
 }
+
+/// Pools built during one publish, by tag and whether they carry a hash table: routes on one
+/// tag share a pool (and its round-robin cursor), and only hashing routes pay for the table.
+type Pools = HashMap<(Tag, bool), Arc<BackendPool>>;
 
 // === impl Registry: queries ===
 
@@ -349,9 +363,11 @@ impl Registry {
     }
 
     fn view(&self, b: &BackendRecord) -> BackendView {
+        let upstream = &self.upstreams[&b.id];
         BackendView {
             backend: b.clone(),
-            health: self.upstreams[&b.id].health.read().into(),
+            health: upstream.health.read().into(),
+            in_flight: upstream.in_flight(),
         }
     }
 

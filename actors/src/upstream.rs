@@ -1,12 +1,13 @@
-//! A backend's live state as the request path and the probes share it: its address and one
-//! packed health word. Every health transition (probe result, passive ejection, recovery) is a
-//! single compare-and-swap on that word, so no writer can overwrite another's change.
+//! A backend's live state as the request path and the probes share it: its address, one packed
+//! health word and the count of requests in flight. Every health transition (probe result,
+//! passive ejection, recovery) is a single compare-and-swap on that word, so no writer can
+//! overwrite another's change.
 
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 // === impl HealthStatus ===
@@ -241,6 +242,9 @@ pub struct UpstreamBackend {
     pub addr: SocketAddr,
     /// Health word.
     pub health: BackendHealth,
+    /// Requests holding a slot here (see [`crate::routing::Lease`]). Next to the health word:
+    /// a pick reads both, and one cache line per backend keeps a least-connections scan short.
+    in_flight: AtomicU32,
     /// False for a backend whose host name did not resolve: it takes no traffic and is not
     /// probed until a later resolution replaces it.
     resolved: bool,
@@ -253,6 +257,7 @@ impl UpstreamBackend {
             id: Arc::from(id),
             addr,
             health: BackendHealth::default(),
+            in_flight: AtomicU32::new(0),
             resolved: true,
         }
     }
@@ -267,6 +272,7 @@ impl UpstreamBackend {
             id: Arc::from(id),
             addr: SocketAddr::from(([0, 0, 0, 0], port)),
             health,
+            in_flight: AtomicU32::new(0),
             resolved: false,
         }
     }
@@ -274,5 +280,38 @@ impl UpstreamBackend {
     /// Whether the address is a resolved one.
     pub fn is_resolved(&self) -> bool {
         self.resolved
+    }
+
+    /// Requests in flight to this backend right now.
+    #[inline]
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request could take a slot under `cap` (0: no cap) right now.
+    #[inline]
+    pub fn has_room(&self, cap: u32) -> bool {
+        cap == 0 || self.in_flight() < cap
+    }
+
+    /// Takes an in-flight slot unless `cap` (0: no cap) is reached; never waits. The capped case
+    /// is one compare-and-swap, so concurrent requests can never take more than `cap` slots.
+    #[inline]
+    pub(crate) fn try_acquire(&self, cap: u32) -> bool {
+        if cap == 0 {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a slot taken by [`UpstreamBackend::try_acquire`].
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -62,7 +62,7 @@ interval_secs = 0
 [[virtual_hosts]]
 domain = "bad domain"
 enabled_backends_tag = "missing"
-lb_policy = "least_conn"
+lb_policy = "header_hash"
 
 [[virtual_hosts]]
 domain = "ok.example.com"
@@ -87,7 +87,7 @@ tags = ["a"]
         "proxy.grace_period_secs",
         "health_check.interval_secs",
         "virtual_hosts[0].domain",
-        "virtual_hosts[0]: lb_policy 'least_conn'",
+        "virtual_hosts[0]: lb_policy 'header_hash' needs lb_hash_header",
         "virtual_hosts[1].enabled_backends_tag",
         "backends[0].address",
         "backends[0].tags",

@@ -386,25 +386,20 @@ fn parse_tags(raw: &[String]) -> Result<Vec<Tag>> {
     Ok(tags)
 }
 
-/// Checks a domain's policy settings against what this build supports.
+/// Checks a domain's policy settings: `header_hash` needs `lb_hash_header`, and a header name
+/// given must be a valid HTTP header name (whatever the policy, so that a later switch to
+/// `header_hash` cannot fail on it).
 pub fn check_policy(policy: LbPolicy, hash_header: Option<&str>) -> Result<(), String> {
-    if !policy.is_supported() {
-        return Err(format!(
-            "lb_policy '{}' is not supported yet (use round_robin)",
-            policy.as_str()
-        ));
-    }
     if let Some(h) = hash_header {
-        if http_header_name_invalid(h) {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
             return Err(format!("lb_hash_header '{h}' is not a valid header name"));
         }
     }
+    if policy == LbPolicy::HeaderHash && hash_header.is_none() {
+        return Err(format!(
+            "lb_policy '{}' needs lb_hash_header (the header whose value picks the backend)",
+            policy.as_str()
+        ));
+    }
     Ok(())
-}
-
-fn http_header_name_invalid(h: &str) -> bool {
-    h.is_empty()
-        || !h
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

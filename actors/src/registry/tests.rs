@@ -1,3 +1,7 @@
+//! Tests of the registry's transitions, publishing and reverts.
+
+mod lb;
+
 use super::*;
 use crate::command::*;
 use crate::store::StateChange;

@@ -1,9 +1,11 @@
 //! The published routing view: domain -> `Arc<Route>`, replaced whole on every change.
 
-use super::{BackendPool, Split};
+use super::{Affinity, BackendPool, Lease, Policy, Split};
 use crate::metrics::RouteMetrics;
 use crate::model::{DomainName, Tag};
+use crate::upstream::UpstreamBackend;
 use dashmap::DashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Everything the request path needs for one domain, replaced whole on every change.
@@ -13,8 +15,11 @@ pub struct Route {
     pub domain: DomainName,
     /// The enabled tag.
     pub tag: Tag,
-    /// Backends carrying the tag (shared by every route on the tag).
+    /// Backends carrying the tag (shared by every route on the tag with the same need for a
+    /// hash table).
     pub pool: Arc<BackendPool>,
+    /// How a backend of the pool is picked.
+    pub policy: Policy,
     /// Redirect plain HTTP to HTTPS.
     pub http_to_https: bool,
     /// Pre-resolved metric handles for (domain, tag).
@@ -22,6 +27,20 @@ pub struct Route {
     /// The traffic split between tags, when there is one; `tag`, `pool` and `metrics` are then
     /// the baseline's, and each request takes the route of the lane [`Split::choose`] picks.
     pub split: Option<Split>,
+}
+
+impl Route {
+    /// Picks a backend for a request by the route's policy, skipping what `skip` rejects (the
+    /// backends this request already tried), and takes an in-flight slot on it. None when every
+    /// backend is unhealthy, at its cap or skipped: the request gets a 503, it never waits.
+    #[inline]
+    pub fn pick(
+        &self,
+        request: &Affinity<'_, impl Fn() -> Option<IpAddr>>,
+        skip: impl Fn(&UpstreamBackend) -> bool,
+    ) -> Option<Lease> {
+        self.policy.pick(&self.pool, request, skip)
+    }
 }
 
 // === impl RouteTable ===

@@ -1,4 +1,4 @@
-//! Tests of pools (weighted order, skipping) and route lookups.
+//! Tests of pools (weighted order, skipping, caps, in-flight slots) and route lookups.
 use super::*;
 use crate::model::{DomainName, Tag};
 use crate::upstream::{Thresholds, UpstreamBackend};
@@ -17,7 +17,7 @@ fn a_run_of_unusable_backends_spreads_its_traffic() {
     let backends: Vec<_> = (0..100)
         .map(|i| backend(&format!("b{i}"), 9000 + i))
         .collect();
-    let pool = BackendPool::new(backends.iter().map(|b| (Arc::clone(b), 1)).collect());
+    let pool = BackendPool::new(backends.iter().map(|b| (Arc::clone(b), 1)));
     for b in &backends[..90] {
         assert!(b.health.record_passive_failure(1), "ejected");
     }
@@ -75,6 +75,7 @@ fn lookup_exact_then_wildcard() {
             domain: DomainName::parse(d).unwrap(),
             tag: Tag::parse("a").unwrap(),
             pool: pool(),
+            policy: Policy::RoundRobin,
             http_to_https: false,
             metrics: crate::metrics::RouteHandles::new(crate::metrics::Metrics::new())
                 .route(d, "a"),
@@ -91,4 +92,66 @@ fn lookup_exact_then_wildcard() {
     );
     assert!(table.lookup("a.b.example.com").is_none());
     assert!(table.lookup("other.org").is_none());
+}
+
+#[test]
+fn weights_three_to_one_interleave() {
+    let (a, b) = (backend("a", 1), backend("b", 2));
+    let pool = BackendPool::new(vec![(a, 3), (b, 1)]);
+    let ids: String = (0..8)
+        .map(|_| pool.pick(|_| false).unwrap().id.to_string())
+        .collect();
+    assert_eq!(ids, "aabaaaba");
+}
+
+#[test]
+fn a_lease_holds_a_slot_until_dropped() {
+    let a = backend("a", 1);
+    let pool = BackendPool::new(vec![(Arc::clone(&a), 1)]);
+    let first = pool.pick(|_| false).unwrap();
+    let second = pool.pick(|_| false).unwrap();
+    assert_eq!(a.in_flight(), 2);
+    assert!(Arc::ptr_eq(first.backend(), &a));
+    drop(first);
+    assert_eq!(a.in_flight(), 1);
+    // A retry replaces the lease: the old slot is given back as the new one is taken.
+    let mut current = Some(second);
+    assert_eq!(a.in_flight(), 1);
+    current = pool.pick(|_| false).or(current);
+    assert_eq!(
+        a.in_flight(),
+        1,
+        "the retry's slot taken, the first one's given back"
+    );
+    // The answer is in: the slot goes back while the lease still names the backend.
+    let mut current = current.unwrap();
+    current.finish();
+    assert_eq!(a.in_flight(), 0);
+    current.finish();
+    drop(current);
+    assert_eq!(a.in_flight(), 0, "given back once");
+}
+
+#[test]
+fn a_backend_at_its_cap_is_skipped_until_a_slot_frees() {
+    let (a, b) = (backend("a", 1), backend("b", 2));
+    let member = |backend: &Arc<UpstreamBackend>, max_connections| PoolMember {
+        backend: Arc::clone(backend),
+        weight: 1,
+        max_connections,
+    };
+    let pool = BackendPool::new(vec![member(&a, 2), member(&b, 1)]);
+    let held: Vec<_> = (0..3).map(|_| pool.pick(|_| false).unwrap()).collect();
+    assert_eq!((a.in_flight(), b.in_flight()), (2, 1));
+    assert!(!pool.has_routable(|_| false), "all at their caps");
+    assert!(
+        pool.pick(|_| false).is_none(),
+        "a request never waits for a slot"
+    );
+    drop(held);
+    assert!(pool.has_routable(|_| false));
+    let again: Vec<_> = (0..3).map(|_| pool.pick(|_| false).unwrap()).collect();
+    assert_eq!((a.in_flight(), b.in_flight()), (2, 1));
+    drop(again);
+    assert_eq!((a.in_flight(), b.in_flight()), (0, 0));
 }

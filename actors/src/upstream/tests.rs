@@ -115,3 +115,38 @@ fn a_probe_never_undoes_an_ejection_made_while_it_ran() {
         );
     }
 }
+
+#[test]
+fn a_capped_backend_never_hands_out_more_slots_than_its_cap() {
+    let b = Arc::new(UpstreamBackend::new("b", "127.0.0.1:1".parse().unwrap()));
+    assert!(b.try_acquire(0) && b.try_acquire(0), "no cap");
+    b.release();
+    b.release();
+    let holders = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, holders, most) = (Arc::clone(&b), Arc::clone(&holders), Arc::clone(&most));
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    if b.try_acquire(3) {
+                        let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        holders.fetch_sub(1, Ordering::SeqCst);
+                        b.release();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 3);
+    assert_eq!(b.in_flight(), 0);
+    for _ in 0..3 {
+        assert!(b.try_acquire(3));
+    }
+    assert!(!b.try_acquire(3), "at the cap");
+    assert!(!b.has_room(3) && b.has_room(4) && b.has_room(0));
+}
