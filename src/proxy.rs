@@ -1,19 +1,27 @@
-//! The Pingora request path: Host routing over the published [`RouteTable`], backend choice,
-//! connect-failure retries, forwarding headers and the access log. It never awaits an actor.
+//! The Pingora request path: requests refused before routing, Host routing over the published
+//! [`RouteTable`], backend choice, connect-failure retries, forwarding headers and the access
+//! log. It never awaits an actor.
 
+mod admission;
+mod client_stream;
+mod events;
 mod forwarded;
 mod host;
+mod listener;
 mod responses;
 mod split;
 mod text;
 
+pub use client_stream::ClientLimits;
 pub use host::normalize_host;
+pub use listener::GuardedProxy;
 
 use crate::config::Limits;
-use crate::telemetry::access::AccessRecord;
 use crate::tls::client_sni;
+use admission::HeadFacts;
 use async_trait::async_trait;
 use bytes::Bytes;
+use client_stream::ClientStream;
 use forwarded::{client_ip, client_request_id, Forwarding};
 use host::request_host;
 use http::header;
@@ -27,7 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use text::{IpText, RequestId};
 use vhost_actors::cert::AcmeChallenges;
-use vhost_actors::metrics::{RouteMetrics, UNKNOWN};
+use vhost_actors::metrics::RouteMetrics;
 use vhost_actors::model::Tag;
 use vhost_actors::routing::{Route, RouteTable, STICKY_COOKIE};
 use vhost_actors::upstream::UpstreamBackend;
@@ -101,6 +109,8 @@ pub struct RequestCtx {
     request_id: Option<RequestId>,
     /// The client's address as text, once rendered.
     client_ip: Option<IpText>,
+    /// Why the request is answered before routing, if it is.
+    refusal: Option<Refusal>,
     body_bytes: u64,
     start: Instant,
     /// The tag the answer's sticky cookie names (a split domain's first answer to a client).
@@ -131,6 +141,7 @@ impl ProxyHttp for VhostProxy {
             from_backend: false,
             request_id: None,
             client_ip: None,
+            refusal: None,
             body_bytes: 0,
             start: Instant::now(),
             sticky_tag: None,
@@ -141,8 +152,21 @@ impl ProxyHttp for VhostProxy {
     /// No response compression: skip the disabled default module and its per-request cost.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let head = report_head(session);
+        let max_head = self.opts.limits.max_request_header_bytes;
+        ctx.refusal = admission::refusal(session.req_header(), &head, max_head);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        session.set_keepalive(Some(self.opts.limits.client_idle_timeout.as_secs()));
+        if let Some(refusal) = ctx.refusal.take() {
+            return refusal.send(session).await.map(|()| true);
+        }
         if self.answer_challenge(session).await? {
             return Ok(true);
         }
@@ -306,6 +330,9 @@ impl ProxyHttp for VhostProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(client) = client_stream(session) {
+            client.answer_sent();
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_deref();
@@ -313,7 +340,7 @@ impl ProxyHttp for VhostProxy {
             .map_or(&self.opts.unknown, |r| &r.metrics)
             .record(status, ctx.from_backend, elapsed);
         if tracing::enabled!(target: "access", tracing::Level::INFO) {
-            self.write_access_line(session, ctx, status, elapsed);
+            events::access(session, ctx, status, elapsed);
         }
     }
 }
@@ -399,44 +426,6 @@ impl VhostProxy {
             );
         }
     }
-
-    /// The request's access-log event.
-    fn write_access_line(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-        status: u16,
-        elapsed: std::time::Duration,
-    ) {
-        let req = session.req_header();
-        // Ours (sent upstream), else the client's, else a fresh one (never proxied).
-        let fresh;
-        let request_id = match &ctx.request_id {
-            Some(id) => id.as_str(),
-            None => match client_request_id(req) {
-                Some(client) => client,
-                None => {
-                    fresh = RequestId::next();
-                    fresh.as_str()
-                }
-            },
-        };
-        // Rendered for X-Forwarded-For when the request went upstream.
-        let client_ip = ctx.client_ip.take().or_else(|| client_ip(session));
-        let route = ctx.route.as_deref();
-        crate::telemetry::access::write(&AccessRecord {
-            request_id,
-            domain: route.map_or(UNKNOWN, |r| r.domain.as_str()),
-            tag: route.map_or("-", |r| r.tag.as_str()),
-            backend: ctx.backend.as_deref().map_or("-", |b| &*b.id),
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            status,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            client_ip: client_ip.as_ref().map_or("-", IpText::as_str),
-            retries: ctx.attempts.saturating_sub(1) as u64,
-        });
-    }
 }
 
 fn content_length(req: &RequestHeader) -> Option<u64> {
@@ -447,4 +436,25 @@ fn content_length(req: &RequestHeader) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The client connection under an HTTP/1 session, when it is guarded.
+fn client_stream(session: &Session) -> Option<&ClientStream> {
+    session.as_downstream().stream().and_then(ClientStream::of)
+}
+
+/// Reports the parsed head to its connection and returns what is known about it.
+fn report_head(session: &Session) -> HeadFacts {
+    let down = session.as_downstream();
+    let len = down
+        .as_http1()
+        .map_or(0, |h1| h1.get_headers_raw_bytes().len());
+    let bad_request_line = client_stream(session).is_some_and(|client| {
+        let body = admission::body_length(session.req_header(), down.is_upgrade_req());
+        client.head_parsed(len, body)
+    });
+    HeadFacts {
+        bad_request_line,
+        len,
+    }
 }

@@ -2,15 +2,17 @@
 //! API) and the Pingora server with its listeners. Signals, draining and exit are in
 //! [`shutdown`].
 
+mod fd_limit;
 mod shutdown;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::proxy::{Listener, ProxyOptions, VhostProxy};
+use crate::proxy::{ClientLimits, GuardedProxy, Listener, ProxyOptions, VhostProxy};
 use crate::telemetry;
 use crate::tls::{add_https_listener, SniResolver};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
 use ractor::Actor;
 use shutdown::{exit_on_sigint, exit_process, DrainingSignals};
 use std::collections::HashSet;
@@ -56,6 +58,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         daemonize(&cfg)?;
     }
     telemetry::init(&cfg.logging).map_err(|e| vec![e])?;
+    fd_limit::raise();
     exit_on_sigint()?;
     for note in &cfg.warnings {
         tracing::warn!("{note}");
@@ -123,22 +126,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             https_port: cfg.listen_https.map(|a| a.port()),
             challenges,
         });
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            plain,
-            "vhost-http",
-        );
-        service.threads = Some(cfg.threads);
+        let mut service = proxy_service(&server, "vhost-http", plain, &cfg);
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
     if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            proxy(Listener::Tls),
-            "vhost-https",
-        );
-        service.threads = Some(cfg.threads);
+        let mut service = proxy_service(&server, "vhost-https", proxy(Listener::Tls), &cfg);
         add_https_listener(
             &mut service,
             &addr.to_string(),
@@ -164,6 +157,25 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     });
     drop(control);
     exit_process(0)
+}
+
+/// A listener service running `proxy` with its client connections guarded by the limits.
+fn proxy_service(
+    server: &Server,
+    name: &str,
+    proxy: VhostProxy,
+    cfg: &Config,
+) -> Service<GuardedProxy> {
+    let limits = ClientLimits {
+        header_timeout: cfg.limits.client_header_timeout,
+        idle_timeout: cfg.limits.client_idle_timeout,
+        send_timeout: cfg.limits.client_send_timeout,
+        max_head_bytes: cfg.limits.max_request_header_bytes,
+    };
+    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut service = Service::new(name.to_string(), GuardedProxy::new(proxy, limits));
+    service.threads = Some(cfg.threads);
+    service
 }
 
 /// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
