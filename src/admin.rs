@@ -75,6 +75,7 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(refuse_proxied))
         .with_state(state)
 }
 
@@ -114,6 +115,19 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
             )
             .into_response();
         }
+    }
+    next.run(req).await
+}
+
+/// A request that reached the admin API through this proxy (a backend pointed at the admin
+/// port) is refused: the admin API is never reachable through the public listeners.
+async fn refuse_proxied(req: Request, next: Next) -> Response {
+    if crate::proxy::came_through_here(req.headers()) {
+        return ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "the admin API does not answer requests proxied by this instance",
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -13,6 +13,7 @@ mod split;
 mod text;
 
 pub use client_stream::ClientLimits;
+pub use forwarded::came_through_here;
 pub use host::normalize_host;
 pub use listener::GuardedProxy;
 

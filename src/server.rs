@@ -81,6 +81,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         tracing::warn!("{note}");
     }
 
+    let mut registry = registry;
+    for id in registry.refuse_own_addresses(own_addresses(&cfg)) {
+        tracing::warn!(
+            backend = %id,
+            "backend address is this proxy's own listener or admin API; requests to it get 508"
+        );
+    }
     let table = Arc::new(RouteTable::new());
     let metrics = Metrics::new();
     let mut handles = RouteHandles::new(Arc::clone(&metrics));
@@ -157,6 +164,19 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     });
     drop(control);
     exit_process(0)
+}
+
+/// The proxy's listeners and admin API, which no backend may be.
+fn own_addresses(cfg: &Config) -> Vec<SocketAddr> {
+    [
+        cfg.listen_http,
+        cfg.listen_https,
+        Some(cfg.admin_addr),
+        cfg.metrics_addr,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A listener service running `proxy` with its client connections guarded by the limits.

@@ -213,6 +213,23 @@ async fn serve_raw(mut s: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
     }
 }
 
+/// A TCP relay on a port of its own to `target`: another address by which a backend can reach
+/// the proxy (or its admin API) without naming its port.
+async fn relay(target: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut up) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: app.test\r\n\r\n").into_bytes()
 }
@@ -335,6 +352,64 @@ async fn trace_gets_405_and_is_never_proxied() {
         .expect("an answer");
     assert_eq!(a.status, 405);
     assert!(origin.heads().is_empty(), "{:?}", origin.heads());
+}
+
+#[tokio::test]
+async fn a_request_that_comes_back_through_via_gets_508() {
+    let origin = RawOrigin::start().await;
+    // The proxy's plain port is known before it starts, so a relay to it can be its backend.
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let back = relay(http).await;
+    let extra = format!(
+        "{}{}{}{}",
+        backend_toml("a1", origin.addr, &["a"]),
+        vhost_toml("app.test", "a"),
+        backend_toml("self", back, &["loop"]),
+        vhost_toml("loop.test", "loop"),
+    );
+    let p = Proxy::start_config(http, &move |admin| config(http, admin, "", &extra)).await;
+
+    // Forwarded requests name this proxy in Via.
+    let mut c = Raw::connect(p.http).await;
+    c.send(&get("/")).await;
+    assert_eq!(
+        c.answer_within(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let head = origin.heads().pop().unwrap();
+    let via = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("via:"))
+        .unwrap_or_else(|| panic!("no Via upstream: {head}"));
+    assert!(via.contains("pingora-vhost"), "{via}");
+
+    // A backend that leads back to the proxy: one hop, then 508, not a recursion.
+    let start = Instant::now();
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: loop.test\r\n\r\n").await;
+    let a = c
+        .answer_within(Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(a.status, 508, "{a:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The client's own Via is kept and ours appended.
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: app.test\r\nVia: 1.1 edge\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.answer_within(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let head = origin.heads().pop().unwrap().to_ascii_lowercase();
+    assert!(head.contains("1.1 edge"), "{head}");
+    assert!(head.contains("pingora-vhost"), "{head}");
 }
 
 #[tokio::test]
@@ -682,3 +757,73 @@ async fn idle_memory() {
 // === admin API and ACME paths ===
 
 // === backends pointed at the proxy's own ports ===
+
+#[tokio::test]
+async fn backends_cannot_lead_to_the_admin_api() {
+    let origin = RawOrigin::start().await;
+    let p = proxy_for(origin.addr, "", "").await;
+    // Named directly: refused by the API.
+    for address in [
+        p.admin.to_string(),
+        p.http.to_string(),
+        format!("localhost:{}", p.admin.port()),
+    ] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            &p.api("/backends"),
+            Some(serde_json::json!({"id": "own", "address": address, "tags": ["a"]})),
+        )
+        .await;
+        assert_eq!(status, 400, "{address}: {body}");
+    }
+    // And by `check`, in the config.
+    let bad = config(
+        p.http,
+        p.admin,
+        "",
+        &format!(
+            "{}{}",
+            backend_toml("own", p.admin, &["a"]),
+            vhost_toml("app.test", "a")
+        ),
+    );
+    let path = p.dir.path().join("own.toml");
+    std::fs::write(&path, bad).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("backends[0].address"), "{stderr}");
+    // Reached some other way (here a relay): the admin API does not answer proxied requests.
+    let back = relay(p.admin).await;
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &p.api("/backends"),
+        Some(serde_json::json!({"id": "sneaky", "address": back.to_string(), "tags": ["adm"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &p.api("/domains"),
+        Some(serde_json::json!({"domain": "adm.test", "enabled_backends_tag": "adm"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let r = client()
+        .get(p.url("/api/v1/domains"))
+        .header("host", "adm.test")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("app.test"),
+        "the admin API answered through the public listener ({status}): {text}"
+    );
+    assert!(status >= 400, "{status}: {text}");
+}

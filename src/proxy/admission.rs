@@ -1,6 +1,8 @@
 //! Requests refused before routing: malformed request lines, heads over the size limit,
-//! ambiguous `Content-Length` framing and `TRACE`.
+//! ambiguous `Content-Length` framing, `TRACE`, and requests that already passed through this
+//! proxy (a backend that leads back to it).
 
+use super::forwarded::came_through_here;
 use super::responses::Refusal;
 use http::header;
 use http::Method;
@@ -36,6 +38,12 @@ pub fn refusal(req: &RequestHeader, head: &HeadFacts, max_head_bytes: usize) -> 
     }
     if req.method == Method::TRACE {
         return Some(Refusal::Text(405, b"405 method not allowed: TRACE\n"));
+    }
+    if came_through_here(&req.headers) {
+        return Some(Refusal::Close(
+            508,
+            b"508 loop detected: this request already passed through this proxy\n",
+        ));
     }
     None
 }

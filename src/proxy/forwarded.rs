@@ -1,10 +1,12 @@
 //! What a request carries upstream besides the client's own headers: `X-Forwarded-For`,
-//! `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id`, and the origin-form target.
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, this proxy's `Via` entry, and the
+//! origin-form target.
 
 use super::text::{IpText, RequestId};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
+use std::sync::OnceLock;
 
 /// Header names the proxy adds, as constants: no parsing or allocation per request.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,6 +29,26 @@ pub struct Forwarding<'a> {
 /// The `X-Request-Id` the client sent, if any.
 pub fn client_request_id(req: &RequestHeader) -> Option<&str> {
     req.headers.get(&X_REQUEST_ID)?.to_str().ok()
+}
+
+/// This process's `Via` entry, `1.1 pingora-vhost-<16 hex digits>`, unique per start.
+fn via() -> &'static (HeaderValue, String) {
+    static VIA: OnceLock<(HeaderValue, String)> = OnceLock::new();
+    VIA.get_or_init(|| {
+        let token = format!("pingora-vhost-{}", RequestId::next().as_str());
+        let value = HeaderValue::from_str(&format!("1.1 {token}")).expect("ASCII");
+        (value, token)
+    })
+}
+
+/// Whether a request (to the proxy or to its admin API) already passed through this process:
+/// its `Via` names this proxy's entry.
+pub fn came_through_here(headers: &HeaderMap) -> bool {
+    let token = via().1.as_bytes();
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .any(|v| memchr::memmem::find(v.as_bytes(), token).is_some())
 }
 
 /// The client's IP address as text (none for a Unix-socket client).
@@ -64,7 +86,7 @@ fn is_absolute_form(target: &[u8]) -> bool {
     scheme_end > 0 && target[scheme_end..].starts_with(b"://")
 }
 
-/// Adds `X-Request-Id` (when new) and the `X-Forwarded-*` headers.
+/// Adds `Via`, `X-Request-Id` (when new) and the `X-Forwarded-*` headers.
 ///
 /// They go straight into the header map, with room reserved once: inserting through
 /// [`RequestHeader::insert_header`] parses and copies each name and grows the map and Pingora's
@@ -85,7 +107,9 @@ pub fn add_forwarding_headers(upstream: &mut RequestHeader, add: Forwarding<'_>)
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(upstream, empty));
     let headers = &mut parts.headers;
-    headers.reserve(4);
+    headers.reserve(5);
+    // After the client's own entries: a loop back to this proxy is then seen (508).
+    headers.append(header::VIA, via().0.clone());
     if let Some(id) = add.request_id {
         headers.insert(
             X_REQUEST_ID,
