@@ -330,6 +330,13 @@ impl ProxyHttp for VhostProxy {
         }
     }
 
+    /// Pingora's own line for a failed request is an ERROR whatever the cause; ours has the
+    /// level the cause deserves.
+    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        events::failure(session, e, responses::failure_status(e));
+        true
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(client) = client_stream(session) {
             client.answer_sent();

@@ -754,6 +754,105 @@ async fn idle_memory() {
 
 // === logs ===
 
+#[tokio::test]
+async fn what_clients_cause_is_never_an_error_in_the_log() {
+    let origin = Origin::start("a1").await;
+    let (hanging, _task) = hanging_origin().await;
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = format!(
+        "{}{}{}{}",
+        backend_toml("a1", origin.addr, &["a"]),
+        vhost_toml("app.test", "a"),
+        backend_toml("hang", hanging, &["h"]),
+        vhost_toml("hang.test", "h"),
+    );
+    let p = Proxy::start_config(http, &move |admin| {
+        config(
+            http,
+            admin,
+            "max_request_body_bytes = 100\nupstream_read_timeout_secs = 1",
+            &extra,
+        )
+        .replace(
+            "[proxy]\n",
+            &format!("[proxy]\nlisten_addr = \"{https}\"\n"),
+        )
+    })
+    .await;
+
+    // Normal keep-alive load, many clients at once (pool misses happen here).
+    let load = Load::start(p.url("/"), "app.test", 16, Duration::ZERO, |_| "ok".into());
+    // Aborted TLS handshakes: garbage, a truncated hello, a bare connect and close.
+    for bytes in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"\x16\x03\x01\x02\x00\x01",
+        b"",
+    ] {
+        let mut s = TcpStream::connect(https).await.unwrap();
+        let _ = s.write_all(bytes).await;
+        drop(s);
+    }
+    // Malformed requests and heads cut short.
+    for bytes in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: app",
+        b"GE",
+    ] {
+        let mut c = Raw::connect(p.http).await;
+        c.send(bytes).await;
+        drop(c);
+    }
+    // A body over the limit, declared and streamed.
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000\r\n\r\n")
+        .await;
+    let _ = c.answer_within(Duration::from_secs(3)).await;
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await;
+    for _ in 0..5 {
+        c.send(format!("40\r\n{}\r\n", "b".repeat(64)).as_bytes())
+            .await;
+    }
+    let _ = c.answer_within(Duration::from_secs(3)).await;
+    // A client that leaves while its request is being proxied, and one mid-body.
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: hang.test\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(c);
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 50\r\n\r\nhalf")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(c);
+    // A backend that never answers: 504, a warning.
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: hang.test\r\n\r\n").await;
+    let a = c
+        .answer_within(Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(a.status, 504);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let result = load.finish().await;
+    assert!(
+        result.ok() > 0 && result.errors.is_empty(),
+        "{:?}",
+        result.errors
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let log = p.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "ERROR lines:\n{}", errors.join("\n"));
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("504")),
+        "no warning for the 504:\n{log}"
+    );
+}
+
 // === admin API and ACME paths ===
 
 // === backends pointed at the proxy's own ports ===
