@@ -379,10 +379,13 @@ impl VhostProxy {
     /// that does not match the SNI.
     fn listener_refusal(&self, session: &Session, host: &str, route: &Route) -> Option<Refusal> {
         match &self.opts.listener {
+            // ACME challenges stay on plain HTTP, whoever answers them.
             Listener::Plain {
                 https_port: Some(port),
                 ..
-            } if route.http_to_https => {
+            } if route.http_to_https
+                && !AcmeChallenges::is_challenge_path(session.req_header().uri.path()) =>
+            {
                 let location = responses::https_location(host, *port, session.req_header());
                 return Some(Refusal::Redirect(location));
             }

@@ -437,6 +437,59 @@ async fn spaces_and_control_bytes_in_the_target_get_400() {
     assert_eq!(a.body_text(), "target=/a%20b\n");
 }
 
+#[tokio::test]
+async fn client_request_ids_are_kept_only_when_short_and_plain() {
+    let origin = RawOrigin::start().await;
+    // Room for a very long header, to see the id rule rather than the head limit.
+    let p = proxy_for(origin.addr, "max_request_header_bytes = 1000000", "").await;
+    let id_upstream = |head: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-request-id")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let good = format!("Abc-09._:{}", "x".repeat(119));
+    assert_eq!(good.len(), 128);
+    let long = "y".repeat(129);
+    let huge = "z".repeat(900 * 1024);
+    for (id, kept) in [
+        (good.as_str(), true),
+        ("with space", false),
+        ("<script>", false),
+        ("a/b", false),
+        (long.as_str(), false),
+        (huge.as_str(), false),
+    ] {
+        let mut c = Raw::connect(p.http).await;
+        c.send(
+            format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: {id}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let a = c
+            .answer_within(Duration::from_secs(10))
+            .await
+            .expect("answer");
+        assert_eq!(a.status, 200);
+        let sent = id_upstream(&origin.heads().pop().unwrap());
+        if kept {
+            assert_eq!(sent, id);
+        } else {
+            assert_ne!(sent, id);
+            assert!(
+                sent.len() == 16 && sent.bytes().all(|b| b.is_ascii_hexdigit()),
+                "replacement {sent:?}"
+            );
+        }
+    }
+    // No log line carries the huge id.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let longest = p.log().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a log line of {longest} bytes");
+}
+
 // === slow, silent and stalled clients ===
 
 /// Trickles a request head one byte every `pause`; returns how long the proxy let it go on
@@ -854,6 +907,70 @@ async fn what_clients_cause_is_never_an_error_in_the_log() {
 }
 
 // === admin API and ACME paths ===
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let origin = RawOrigin::start().await;
+    let p = proxy_for(origin.addr, "", "").await;
+    let mut p = p;
+    p.stop();
+    let text = std::fs::read_to_string(&p.config_path)
+        .unwrap()
+        .replace("[proxy]\n", "[proxy]\nadmin_token = \"s3cret\"\n");
+    std::fs::write(&p.config_path, text).unwrap();
+    p.spawn(&[]).await;
+    let url = p.api("/domains");
+    for (auth, want) in [
+        ("Bearer s3cret", 200),
+        ("bearer s3cret", 200),
+        ("BEARER s3cret", 200),
+        ("bEaReR   s3cret", 200),
+        ("bearer wrong", 401),
+        ("Basic s3cret", 401),
+        ("bearers3cret", 401),
+    ] {
+        let r = client()
+            .get(&url)
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{auth}");
+    }
+}
+
+#[tokio::test]
+async fn acme_challenge_paths_are_never_redirected() {
+    let origin = RawOrigin::start().await;
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = format!(
+        "{}[[virtual_hosts]]\ndomain = \"secure.test\"\nenabled_backends_tag = \"a\"\nhttp_to_https = true\n\n",
+        backend_toml("a1", origin.addr, &["a"]),
+    );
+    let p = Proxy::start_config(http, &move |admin| {
+        config(http, admin, "", &extra).replace(
+            "[proxy]\n",
+            &format!("[proxy]\nlisten_addr = \"{https}\"\n"),
+        )
+    })
+    .await;
+    let mut c = Raw::connect(p.http).await;
+    c.send(b"GET /.well-known/acme-challenge/tok123 HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+        .await;
+    let a = c.answer_within(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body_text(), "target=/.well-known/acme-challenge/tok123\n");
+    c.send(b"GET /other HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.answer_within(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        301
+    );
+}
 
 // === backends pointed at the proxy's own ports ===
 

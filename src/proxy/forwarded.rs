@@ -26,9 +26,21 @@ pub struct Forwarding<'a> {
     pub host: Option<HeaderValue>,
 }
 
-/// The `X-Request-Id` the client sent, if any.
+/// The longest client `X-Request-Id` that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The `X-Request-Id` the client sent, when it is one value of at most 128 characters of
+/// `A-Za-z0-9._:-`: anything else (a huge value, quotes, spaces) is replaced, so it never
+/// reaches a backend or a log line.
 pub fn client_request_id(req: &RequestHeader) -> Option<&str> {
-    req.headers.get(&X_REQUEST_ID)?.to_str().ok()
+    let mut values = req.headers.get_all(&X_REQUEST_ID).iter();
+    let id = values.next()?.as_bytes();
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-');
+    let ok = values.next().is_none()
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id.iter().all(plain);
+    ok.then(|| std::str::from_utf8(id).expect("ASCII"))
 }
 
 /// This process's `Via` entry, `1.1 pingora-vhost-<16 hex digits>`, unique per start.
