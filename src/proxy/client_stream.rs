@@ -287,6 +287,13 @@ impl ClientStream {
         )))
     }
 
+    /// Whether the read timer, set for `deadline`, has fired.
+    fn read_deadline_passed(&self, deadline: Instant) -> bool {
+        self.read_timer
+            .as_ref()
+            .is_some_and(|t| t.deadline() == deadline && t.is_elapsed())
+    }
+
     /// Pending until `deadline`; then the time-out error.
     fn poll_read_deadline(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<io::Error> {
         let timer = self
@@ -358,9 +365,9 @@ impl AsyncRead for ClientStream {
         if buf.filled().len() == from {
             return Poll::Ready(Ok(())); // end of stream
         }
-        // A head trickled in byte by byte never leaves the read pending for long: look at the
-        // clock whenever head bytes arrive.
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        // A head trickled in byte by byte: the read went pending between bytes, the timer for
+        // this deadline was registered then, and has fired once the deadline passed.
+        if deadline.is_some_and(|d| this.read_deadline_passed(d)) {
             buf.set_filled(from);
             return Poll::Ready(Err(head_timed_out()));
         }
@@ -437,7 +444,7 @@ impl AsyncWrite for ClientStream {
 
 // === the request head ===
 
-/// Follows a request head byte by byte: where it ends (the first empty line after the request
+/// Follows a request head as it arrives: where it ends (the first empty line after the request
 /// line), and whether the request line is `METHOD SP target SP version` with no other space or
 /// control byte.
 #[derive(Default)]
@@ -445,7 +452,9 @@ struct HeadScan {
     /// Bytes of the head seen so far.
     len: usize,
     at: Scan,
-    spaces: u8,
+    spaces: usize,
+    /// The request line's bytes so far ended with a CR, which must be followed by its LF.
+    cr: bool,
     bad_line: bool,
 }
 
@@ -455,7 +464,6 @@ enum Scan {
     #[default]
     BeforeLine,
     RequestLine,
-    RequestLineCr,
     LineStart,
     LineStartCr,
     Header,
@@ -474,20 +482,18 @@ impl HeadScan {
                         continue;
                     }
                 }
-                Scan::RequestLine => match b {
-                    b'\n' => self.end_request_line(),
-                    b'\r' => self.at = Scan::RequestLineCr,
-                    b' ' => self.spaces = self.spaces.saturating_add(1),
-                    0..=0x1f | 0x7f => self.bad_line = true,
-                    _ => {}
-                },
-                Scan::RequestLineCr => {
-                    if b == b'\n' {
-                        self.end_request_line();
-                    } else {
-                        self.bad_line = true;
-                        self.at = Scan::RequestLine;
-                        continue;
+                Scan::RequestLine => {
+                    let rest = &bytes[i..];
+                    match memchr::memchr(b'\n', rest) {
+                        Some(lf) => {
+                            self.request_line(&rest[..lf], true);
+                            i += lf;
+                            self.at = Scan::LineStart;
+                        }
+                        None => {
+                            self.request_line(rest, false);
+                            break;
+                        }
                     }
                 }
                 Scan::LineStart => match b {
@@ -516,11 +522,26 @@ impl HeadScan {
         None
     }
 
-    fn end_request_line(&mut self) {
-        if self.spaces != 2 {
+    /// The next piece of the request line; `ends` when its LF follows.
+    fn request_line(&mut self, piece: &[u8], ends: bool) {
+        // A CR may only come right before the LF.
+        if self.cr && !(ends && piece.is_empty()) {
             self.bad_line = true;
         }
-        self.at = Scan::LineStart;
+        let mut text = piece;
+        if let Some(head) = text.strip_suffix(b"\r") {
+            text = head;
+            self.cr = !ends;
+        } else {
+            self.cr = false;
+        }
+        self.spaces += text.iter().filter(|&&b| b == b' ').count();
+        if text.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            self.bad_line = true;
+        }
+        if ends && self.spaces != 2 {
+            self.bad_line = true;
+        }
     }
 
     fn ended(&mut self, n: usize) -> usize {
