@@ -75,6 +75,7 @@ pub fn app(state: AdminState, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(refuse_proxied))
         .with_state(state)
 }
 
@@ -106,7 +107,7 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -114,6 +115,27 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
             )
             .into_response();
         }
+    }
+    next.run(req).await
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is case-insensitive.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// A request that reached the admin API through this proxy (a backend pointed at the admin
+/// port) is refused: the admin API is never reachable through the public listeners.
+async fn refuse_proxied(req: Request, next: Next) -> Response {
+    if crate::proxy::came_through_here(req.headers()) {
+        return ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "the admin API does not answer requests proxied by this instance",
+        )
+        .into_response();
     }
     next.run(req).await
 }

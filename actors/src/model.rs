@@ -164,6 +164,19 @@ pub fn check_address_shape(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether connecting to `addr` reaches one of `own` (a listener of this proxy): the same port
+/// on the same IP, or on a loopback or unspecified IP when the listener is on all interfaces or
+/// on loopback.
+pub fn is_own_address(addr: SocketAddr, own: &[SocketAddr]) -> bool {
+    let local = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
+    own.iter().any(|o| {
+        o.port() == addr.port()
+            && (o.ip() == addr.ip()
+                || (o.ip().is_unspecified() && local(addr.ip()))
+                || (o.ip().is_loopback() && addr.ip().is_unspecified()))
+    })
+}
+
 /// Resolves a `host:port` backend address (host names through DNS) to its first socket address.
 pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
     check_address_shape(address)?;
@@ -318,6 +331,18 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_addresses_are_recognised() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let own = [a("127.0.0.1:8080"), a("0.0.0.0:80")];
+        assert!(is_own_address(a("127.0.0.1:8080"), &own));
+        assert!(is_own_address(a("0.0.0.0:8080"), &own));
+        assert!(is_own_address(a("127.0.0.1:80"), &own));
+        assert!(is_own_address(a("[::1]:80"), &own));
+        assert!(!is_own_address(a("127.0.0.1:8081"), &own));
+        assert!(!is_own_address(a("10.0.0.5:8080"), &own));
+    }
 
     #[test]
     fn domain_names_are_normalised() {
