@@ -228,9 +228,10 @@ async fn token_is_required_and_its_scheme_is_case_insensitive() {
         .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
 
-    // Health and the dashboard need no token.
+    // Health, the dashboard and the API document need no token.
     assert_eq!(cp.get("/api/v1/health").await.status, 200);
     assert_eq!(cp.get("/").await.status, 200);
+    assert_eq!(cp.get("/api/v1/openapi.json").await.status, 200);
 }
 
 #[tokio::test]

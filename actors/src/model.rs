@@ -34,8 +34,11 @@ pub const MAX_WEIGHT: u32 = 1000;
 // === impl DomainName ===
 
 /// A virtual host name: lower-case DNS name without trailing dot, optionally `*.` wildcard.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "app.example.com")]
 pub struct DomainName(String);
 
 impl DomainName {
@@ -85,8 +88,11 @@ validated_name!(DomainName);
 // === impl Tag ===
 
 /// A backend label that virtual hosts select pools by (`a`, `b`, `stable`, ...).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "a", pattern = "^[A-Za-z0-9._-]{1,64}$")]
 pub struct Tag(String);
 
 impl Tag {
@@ -106,8 +112,11 @@ validated_name!(Tag);
 // === impl BackendId ===
 
 /// A backend's unique id (also its metrics label).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "web-v1", pattern = "^[A-Za-z0-9._-]{1,128}$")]
 pub struct BackendId(String);
 
 impl BackendId {
@@ -194,7 +203,7 @@ pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
 // === records ===
 
 /// Load-balancing policy within a tag's pool.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
     /// Smooth weighted round robin.
@@ -226,7 +235,8 @@ impl LbPolicy {
 }
 
 /// A virtual host as the registry keeps and persists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Domain)]
 pub struct DomainRecord {
     /// The host name (exact or `*.` wildcard).
     pub domain: DomainName,
@@ -234,27 +244,35 @@ pub struct DomainRecord {
     pub enabled_backends_tag: Tag,
     /// The tag served before the last switch.
     #[serde(default)]
+    #[schema(required = true)]
     pub previous_tag: Option<Tag>,
     /// Redirect plain HTTP to HTTPS.
     #[serde(default)]
+    #[schema(required = true)]
     pub http_to_https: bool,
     /// Backend choice within the pool.
     #[serde(default)]
+    #[schema(required = true)]
     pub lb_policy: LbPolicy,
     /// Header hashed by `header_hash`.
     #[serde(default)]
+    #[schema(required = true)]
     pub lb_hash_header: Option<String>,
     /// The traffic split between tags; null when all traffic goes to `enabled_backends_tag`.
     #[serde(default)]
+    #[schema(required = true, value_type = Option<std::collections::BTreeMap<Tag, u32>>)]
     pub weights: Option<crate::rollout::Weights>,
     /// Keep each client on the tag it first got (a cookie), while the split lasts.
     #[serde(default)]
+    #[schema(required = true)]
     pub sticky: bool,
     /// When a failing canary of the split is rolled back.
     #[serde(default)]
+    #[schema(required = true)]
     pub rollback: Option<crate::rollout::RollbackPolicy>,
     /// The last automatic rollback.
     #[serde(default)]
+    #[schema(required = true)]
     pub last_rollback: Option<crate::rollout::LastRollback>,
 }
 
@@ -278,7 +296,7 @@ impl DomainRecord {
 }
 
 /// A backend as the registry keeps and persists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendRecord {
     /// Unique id.
     pub id: BackendId,
@@ -288,9 +306,11 @@ pub struct BackendRecord {
     pub tags: Vec<Tag>,
     /// Share of its pool under round robin, 1..=1000.
     #[serde(default = "default_weight")]
+    #[schema(required = true, minimum = 1, maximum = 1000)]
     pub weight: u32,
     /// In-flight cap; 0 = none.
     #[serde(default)]
+    #[schema(required = true)]
     pub max_connections: u32,
 }
 

@@ -10,6 +10,15 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use vhost_actors::registry::RegistryError;
 
+/// The body of every error answer, as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    #[schema(example = "domain 'nope.example.com' not found", min_length = 1)]
+    pub error: String,
+}
+
 /// An API failure.
 #[derive(Debug)]
 pub struct ApiError {
@@ -29,11 +38,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.message,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
