@@ -433,3 +433,45 @@ async fn successes_answer_json_with_their_status() {
     assert_eq!(got.status, 200, "{:?}", got.body);
     assert!(got.body["domains"].is_object(), "{:?}", got.body);
 }
+
+/// JSON has one number type and JSON Schema counts `2.0` as an integer, so the API does too;
+/// a fraction is still refused.
+#[tokio::test]
+async fn integral_numbers_are_integers() {
+    let cp = ControlPlane::start_ab(None, DEFAULT_MAX_BODY).await;
+    let got = cp
+        .send_json(
+            Method::POST,
+            "/api/v1/backends",
+            r#"{"id": "c1", "address": "127.0.0.1:12", "tags": ["c"], "weight": 2.0, "max_connections": 4e1}"#,
+        )
+        .await;
+    assert_eq!(got.status, 201, "{:?}", got.body);
+    assert_eq!(
+        (&got.body["weight"], &got.body["max_connections"]),
+        (&json!(2), &json!(40))
+    );
+    let got = cp
+        .send_json(Method::PUT, "/api/v1/backends/c1", r#"{"weight": 3e0}"#)
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(got.body["weight"], 3);
+    // The whole u32 range of max_connections, as documented.
+    let got = cp
+        .send_json(
+            Method::PUT,
+            "/api/v1/backends/c1",
+            r#"{"max_connections": 4294967295}"#,
+        )
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    for body in [
+        r#"{"weight": 2.5}"#,
+        r#"{"weight": -1.0}"#,
+        r#"{"max_connections": 4294967296}"#,
+        r#"{"weight": 1e300}"#,
+    ] {
+        let got = cp.send_json(Method::PUT, "/api/v1/backends/c1", body).await;
+        assert_error(&got, 400, body);
+    }
+}

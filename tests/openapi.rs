@@ -77,8 +77,7 @@ async fn document_is_openapi_3_1_served_without_a_token() {
     assert_eq!(doc, built);
 
     // Saved beside the other test artifacts, for people and tools to read.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::artifacts_dir();
     let text = serde_json::to_string_pretty(&doc).unwrap();
     std::fs::write(dir.join("openapi.json"), text).unwrap();
 }
@@ -168,6 +167,18 @@ async fn statuses_bodies_errors_and_security_are_described() {
         if !["/", "/api/v1/openapi.json"].contains(&path.as_str()) {
             assert!(responses.contains_key("503"), "{what}: no 503");
         }
+    }
+    // Integer ranges as the API reads them: a u32 is not an int32.
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["NewBackend", "BackendPatch", "BackendRecord"] {
+        let max_conn = &schemas[schema]["properties"]["max_connections"];
+        assert_eq!(max_conn["maximum"], u32::MAX, "{schema}: {max_conn}");
+        assert_ne!(max_conn["format"], "int32", "{schema}: {max_conn}");
+        let tags = &schemas[schema]["properties"]["tags"];
+        assert_eq!(
+            tags["uniqueItems"], true,
+            "{schema}: a tag is listed once: {tags}"
+        );
     }
     // Bodies where the API takes them.
     for (method, path) in [

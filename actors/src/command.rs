@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     /// Host name.
-    #[schema(example = "app.example.com", max_length = 253)]
+    #[schema(
+        example = "app.example.com",
+        max_length = 253,
+        pattern = "^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?$"
+    )]
     pub domain: String,
     /// Tag to serve.
     #[schema(example = "a", pattern = "^[A-Za-z0-9._-]{1,64}$")]
@@ -70,10 +74,17 @@ pub struct NewBackend {
     #[schema(example = "web-v1", pattern = "^[A-Za-z0-9._-]{1,128}$")]
     pub id: String,
     /// `host:port`.
-    #[schema(example = "127.0.0.1:3001")]
+    #[schema(
+        example = "127.0.0.1:3001",
+        pattern = "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_.-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     pub address: String,
     /// Tags, at least one.
-    #[schema(example = json!(["a"]), min_items = 1)]
+    #[schema(
+        value_type = std::collections::BTreeSet<crate::model::Tag>,
+        example = json!(["a"]),
+        min_items = 1
+    )]
     pub tags: Vec<String>,
     /// Weight 1..=1000, default 1.
     #[serde(default)]
@@ -81,6 +92,7 @@ pub struct NewBackend {
     pub weight: Option<u32>,
     /// In-flight cap, 0 = none.
     #[serde(default)]
+    #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
 }
 
@@ -90,11 +102,17 @@ pub struct NewBackend {
 pub struct BackendPatch {
     /// New `host:port`.
     #[serde(default)]
-    #[schema(example = "127.0.0.1:3002")]
+    #[schema(
+        example = "127.0.0.1:3002",
+        pattern = "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_.-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     pub address: Option<String>,
     /// New tag list.
     #[serde(default)]
-    #[schema(min_items = 1)]
+    #[schema(
+        value_type = Option<std::collections::BTreeSet<crate::model::Tag>>,
+        min_items = 1
+    )]
     pub tags: Option<Vec<String>>,
     /// New weight.
     #[serde(default)]
@@ -102,6 +120,7 @@ pub struct BackendPatch {
     pub weight: Option<u32>,
     /// New in-flight cap.
     #[serde(default)]
+    #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
 }
 

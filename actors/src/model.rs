@@ -38,7 +38,11 @@ pub const MAX_WEIGHT: u32 = 1000;
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "app.example.com")]
+#[schema(
+    value_type = String,
+    example = "app.example.com",
+    pattern = "^(\\*\\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)]
 pub struct DomainName(String);
 
 impl DomainName {
@@ -303,6 +307,7 @@ pub struct BackendRecord {
     /// `host:port` as given.
     pub address: String,
     /// Tags whose pools include this backend.
+    #[schema(value_type = std::collections::BTreeSet<Tag>)]
     pub tags: Vec<Tag>,
     /// Share of its pool under round robin, 1..=1000.
     #[serde(default = "default_weight")]
@@ -310,7 +315,7 @@ pub struct BackendRecord {
     pub weight: u32,
     /// In-flight cap; 0 = none.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, maximum = 4294967295_u64)]
     pub max_connections: u32,
 }
 

@@ -37,7 +37,7 @@ pub(super) async fn list(State(s): State<AdminState>) -> Result<Json<Vec<Backend
     path = "/api/v1/backends/{id}",
     operation_id = "get_backend",
     tag = "backends",
-    params(("id" = String, Path, description = "Backend id")),
+    params(("id" = String, Path, description = "Backend id", example = "web-v1")),
     responses(
         (status = 200, description = "The backend", body = BackendView),
         (status = 404, description = "No such backend", body = ErrorBody),
@@ -79,7 +79,7 @@ pub(super) async fn add(
     path = "/api/v1/backends/{id}",
     operation_id = "update_backend",
     tag = "backends",
-    params(("id" = String, Path, description = "Backend id")),
+    params(("id" = String, Path, description = "Backend id", example = "web-v1")),
     request_body = BackendPatch,
     responses(
         (status = 200, description = "The backend after the change", body = BackendView),
@@ -116,7 +116,7 @@ pub(super) struct ForceParam {
     path = "/api/v1/backends/{id}",
     operation_id = "delete_backend",
     tag = "backends",
-    params(("id" = String, Path, description = "Backend id"), ForceParam),
+    params(("id" = String, Path, description = "Backend id", example = "web-v1"), ForceParam),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "`force` is not a boolean", body = ErrorBody),

@@ -35,7 +35,7 @@ pub(super) async fn list(State(s): State<AdminState>) -> Result<Json<Vec<DomainR
     path = "/api/v1/domains/{domain}",
     operation_id = "get_domain",
     tag = "domains",
-    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter")),
+    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter", example = "app.example.com")),
     responses(
         (status = 200, description = "The domain", body = DomainRecord),
         (status = 404, description = "No such domain", body = ErrorBody),
@@ -80,7 +80,7 @@ pub(super) async fn add(
     path = "/api/v1/domains/{domain}",
     operation_id = "update_domain",
     tag = "domains",
-    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter")),
+    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter", example = "app.example.com")),
     request_body = DomainPatch,
     responses(
         (status = 200, description = "The domain after the change", body = DomainRecord),
@@ -105,7 +105,7 @@ pub(super) async fn update(
     path = "/api/v1/domains/{domain}",
     operation_id = "delete_domain",
     tag = "domains",
-    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter")),
+    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter", example = "app.example.com")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such domain", body = ErrorBody),
@@ -128,7 +128,7 @@ pub(super) async fn delete(
     path = "/api/v1/domains/{domain}/switch",
     operation_id = "switch_domain",
     tag = "domains",
-    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter")),
+    params(("domain" = String, Path, description = "Host name; case and a trailing dot do not matter", example = "app.example.com")),
     request_body(
         content = Option<SwitchRequest>,
         description = "The target tag; may be empty",
