@@ -12,6 +12,7 @@ pub struct ApiSpec {
     backends: Vec<(String, Vec<String>)>,
     domains: Vec<(String, String)>,
     token: Option<String>,
+    proxy_keys: String,
     limits: String,
     extra: String,
 }
@@ -41,6 +42,12 @@ impl ApiSpec {
         self
     }
 
+    /// Keys added to `[proxy]`, one a line, each ending in `\n`.
+    pub fn proxy_keys(mut self, keys: &str) -> ApiSpec {
+        self.proxy_keys.push_str(keys);
+        self
+    }
+
     /// Keys added to `[limits]`, one a line, each ending in `\n`.
     pub fn limits(mut self, keys: &str) -> ApiSpec {
         self.limits.push_str(keys);
@@ -67,10 +74,10 @@ impl ApiSpec {
             extra.push_str(&vhost_toml(domain, tag));
         }
         extra.push_str(&self.extra);
-        let proxy_keys = match &self.token {
-            Some(t) => format!("admin_token = \"{t}\""),
-            None => String::new(),
-        };
+        let mut proxy_keys = self.proxy_keys.clone();
+        if let Some(t) = &self.token {
+            proxy_keys.push_str(&format!("admin_token = \"{t}\"\n"));
+        }
         let proxy = Proxy::start_with_limits(&proxy_keys, &self.limits, &extra).await;
         ApiProxy {
             proxy,

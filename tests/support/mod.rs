@@ -507,6 +507,15 @@ pub async fn call(
     (status, v)
 }
 
+/// `target/test-artifacts`, next to the profiles (the binary is `target/<profile>/...`):
+/// where tests leave files for people and CI to look at.
+pub fn artifacts_dir() -> PathBuf {
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Reads a file, empty when missing.
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
