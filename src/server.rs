@@ -1,18 +1,23 @@
-//! Start-up and shutdown: state loading, bind checks, daemonising, the control runtime (actors
-//! and admin API), the Pingora server, and draining on SIGTERM.
+//! Start-up: state loading, bind checks, daemonising, the control runtime (actors and admin
+//! API) and the Pingora server with its listeners. Signals, draining and exit are in
+//! [`shutdown`].
+
+mod fd_limit;
+mod shutdown;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::proxy::{Listener, ProxyOptions, VhostProxy};
+use crate::proxy::{ClientLimits, GuardedProxy, Listener, ProxyOptions, VhostProxy};
 use crate::telemetry;
 use crate::tls::{add_https_listener, SniResolver};
-use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
 use ractor::Actor;
+use shutdown::{exit_on_sigint, exit_process, DrainingSignals};
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vhost_actors::cert::{
@@ -53,6 +58,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         daemonize(&cfg)?;
     }
     telemetry::init(&cfg.logging).map_err(|e| vec![e])?;
+    fd_limit::raise();
     exit_on_sigint()?;
     for note in &cfg.warnings {
         tracing::warn!("{note}");
@@ -75,6 +81,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         tracing::warn!("{note}");
     }
 
+    let mut registry = registry;
+    for id in registry.refuse_own_addresses(own_addresses(&cfg)) {
+        tracing::warn!(
+            backend = %id,
+            "backend address is this proxy's own listener or admin API; requests to it get 508"
+        );
+    }
     let table = Arc::new(RouteTable::new());
     let metrics = Metrics::new();
     let mut handles = RouteHandles::new(Arc::clone(&metrics));
@@ -120,22 +133,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             https_port: cfg.listen_https.map(|a| a.port()),
             challenges,
         });
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            plain,
-            "vhost-http",
-        );
-        service.threads = Some(cfg.threads);
+        let mut service = proxy_service(&server, "vhost-http", plain, &cfg);
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
     if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            proxy(Listener::Tls),
-            "vhost-https",
-        );
-        service.threads = Some(cfg.threads);
+        let mut service = proxy_service(&server, "vhost-https", proxy(Listener::Tls), &cfg);
         add_https_listener(
             &mut service,
             &addr.to_string(),
@@ -153,60 +156,46 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         "pingora-vhost started"
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainingSignals {
+        shutdown_signal: Box::new(DrainingSignals::new(
             in_flight,
-            grace: cfg.grace_period,
+            cfg.grace_period,
             admin_stop,
-        }),
+        )),
     });
     drop(control);
     exit_process(0)
 }
 
-/// Ends the process with `code` after flushing the logs. The first caller exits; a second one
-/// (a signal racing the end of `run`) waits for that exit instead of running `exit` twice.
-fn exit_process(code: i32) -> ! {
-    static EXITING: AtomicBool = AtomicBool::new(false);
-    if EXITING.swap(true, Ordering::SeqCst) {
-        loop {
-            std::thread::park();
-        }
-    }
-    telemetry::flush();
-    std::process::exit(code)
+/// The proxy's listeners and admin API, which no backend may be.
+fn own_addresses(cfg: &Config) -> Vec<SocketAddr> {
+    [
+        cfg.listen_http,
+        cfg.listen_https,
+        Some(cfg.admin_addr),
+        cfg.metrics_addr,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-/// Pingora stops on SIGINT within its one-second shutdown timeout, but a SIGINT that lands while
-/// its services are still starting can leave an accept loop spinning on a stopped runtime, and
-/// the process never exits. signal-hook's own thread, which depends on no runtime, ends the
-/// process if it is still running [`SIGINT_DEADLINE`] later.
-fn exit_on_sigint() -> Result<(), Vec<String>> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
-        .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
-    std::thread::Builder::new()
-        .name("sigint".into())
-        .spawn(move || {
-            if signals.forever().next().is_some() {
-                std::thread::sleep(SIGINT_DEADLINE);
-                tracing::warn!("still running {SIGINT_DEADLINE:?} after SIGINT; exiting");
-                exit_process(0);
-            }
-        })
-        .map_err(|e| vec![format!("cannot listen for SIGINT: {e}")])?;
-    Ok(())
-}
-
-/// How long Pingora gets to stop after SIGINT (its own shutdown timeout is one second).
-const SIGINT_DEADLINE: Duration = Duration::from_millis(1500);
-
-/// The last resort after SIGTERM or an upgrade: if Pingora has not ended the process by
-/// `after`, end it.
-fn exit_after(after: Duration, why: &'static str) {
-    std::thread::spawn(move || {
-        std::thread::sleep(after);
-        tracing::warn!(why, "shutdown did not finish in time; exiting");
-        exit_process(0);
-    });
+/// A listener service running `proxy` with its client connections guarded by the limits.
+fn proxy_service(
+    server: &Server,
+    name: &str,
+    proxy: VhostProxy,
+    cfg: &Config,
+) -> Service<GuardedProxy> {
+    let limits = ClientLimits {
+        header_timeout: cfg.limits.client_header_timeout,
+        idle_timeout: cfg.limits.client_idle_timeout,
+        send_timeout: cfg.limits.client_send_timeout,
+        max_head_bytes: cfg.limits.max_request_header_bytes,
+    };
+    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut service = Service::new(name.to_string(), GuardedProxy::new(proxy, limits));
+    service.threads = Some(cfg.threads);
+    service
 }
 
 /// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
@@ -340,9 +329,9 @@ fn server_conf(cfg: &Config) -> ServerConf {
         // accepted it (no cross-thread wake-ups), as in nginx's worker model.
         work_stealing: false,
         // Every timeout of a second or more (client idle, upstream connect, read and pool idle)
-        // on the worker's own tokio timer instead of Pingora's shared fast-timeout map: about
-        // 2.4k fewer instructions per request (three timers registered and cancelled), and
-        // Pingora's 100 Hz timer thread is never started.
+        // on the worker's own tokio timer instead of Pingora's shared fast-timeout map, which
+        // is cheaper to register and cancel per request, and Pingora's 100 Hz timer thread is
+        // never started.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     }
@@ -480,60 +469,4 @@ async fn bind_with_patience(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-}
-
-/// Pingora's Unix signals, plus: the admin API stops at once on SIGTERM/SIGQUIT, and after
-/// SIGTERM the process exits as soon as no request is in flight (at most the grace period).
-struct DrainingSignals {
-    in_flight: Arc<AtomicI64>,
-    grace: Duration,
-    admin_stop: tokio::sync::watch::Sender<bool>,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for DrainingSignals {
-    async fn recv(&self) -> ShutdownSignal {
-        let signal = pingora::server::UnixShutdownSignalWatch.recv().await;
-        match signal {
-            ShutdownSignal::GracefulTerminate => {
-                let _ = self.admin_stop.send(true);
-                let (in_flight, grace) = (Arc::clone(&self.in_flight), self.grace);
-                std::thread::spawn(move || exit_when_drained(&in_flight, grace));
-                exit_after(self.grace + HARD_EXIT_MARGIN, "SIGTERM");
-            }
-            ShutdownSignal::GracefulUpgrade => {
-                let _ = self.admin_stop.send(true);
-                exit_after(self.grace + HARD_EXIT_MARGIN, "upgrade");
-            }
-            ShutdownSignal::FastShutdown => {}
-        }
-        signal
-    }
-}
-
-/// How long past the grace period Pingora gets to stop its runtimes before the process ends
-/// anyway.
-const HARD_EXIT_MARGIN: Duration = Duration::from_secs(5);
-
-fn exit_when_drained(in_flight: &AtomicI64, grace: Duration) {
-    let start = Instant::now();
-    // Let the listeners close and already-accepted requests register first.
-    std::thread::sleep(Duration::from_millis(500).min(grace));
-    let mut idle_checks = 0;
-    while start.elapsed() < grace {
-        if in_flight.load(Ordering::Relaxed) <= 0 {
-            idle_checks += 1;
-            if idle_checks >= 3 {
-                tracing::info!(
-                    drained_in_ms = start.elapsed().as_millis() as u64,
-                    "all in-flight requests finished; exiting"
-                );
-                exit_process(0);
-            }
-        } else {
-            idle_checks = 0;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Pingora's own grace period ends the process now.
 }

@@ -4,6 +4,7 @@
 pub mod access;
 mod clock;
 mod format;
+mod pingora;
 mod sink;
 
 pub use clock::FastTime;
@@ -42,16 +43,22 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
         .with_writer(writer)
         .with_timer(FastTime)
         .with_ansi(false);
+    // Installed as the global default, with Pingora's `log` records bridged by `pingora`.
     let result = match cfg.format {
-        LogFormat::Text => builder.event_format(LeanText).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Text => {
+            tracing::subscriber::set_global_default(builder.event_format(LeanText).finish())
+        }
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .finish(),
+        ),
     };
     result.map_err(|e| format!("logging: {e}"))?;
+    pingora::install()?;
     *GUARD.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     Ok(())
 }

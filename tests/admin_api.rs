@@ -7,64 +7,10 @@ mod support;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use support::api::{assert_error, send, send_json_text, ApiProxy, ApiSpec};
 use support::*;
 
 // === helpers ===
-
-/// Sends a request with a raw body, an optional content type and an optional bearer token;
-/// returns the status and the parsed JSON body (Null when empty).
-async fn send(
-    method: Method,
-    url: &str,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::Body>,
-    token: Option<&str>,
-) -> (u16, Value) {
-    let mut req = client().request(method, url).body(body);
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-    };
-    (status, v)
-}
-
-/// Sends a JSON text (which may be malformed) as `application/json`.
-async fn send_json_text(method: Method, url: &str, text: &str) -> (u16, Value) {
-    send(
-        method,
-        url,
-        Some("application/json"),
-        text.to_string(),
-        None,
-    )
-    .await
-}
-
-/// Asserts an error answer: the status, and a body that is exactly `{"error": "<non-empty>"}`.
-fn assert_error(got: &(u16, Value), status: u16, what: &str) {
-    assert_eq!(got.0, status, "{what}: {}", got.1);
-    let obj = got
-        .1
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: error body is not an object: {}", got.1));
-    assert_eq!(obj.len(), 1, "{what}: error body has extra keys: {}", got.1);
-    let msg = obj["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: `error` is not a string: {}", got.1));
-    assert!(!msg.trim().is_empty(), "{what}: empty error message");
-}
 
 /// A Domain as the API shows it (default load-balancing settings).
 fn domain_json(domain: &str, tag: &str, previous: Option<&str>, https: bool) -> Value {
@@ -176,88 +122,20 @@ async fn assert_refused(p: &Proxy, before: &Snapshot, got: &(u16, Value), status
 }
 
 /// Two origins, `a1` on tag `a` and `b1` on tag `b`, and `app.test` served by tag `a`.
-async fn ab_proxy() -> (Origin, Origin, Proxy) {
-    let a = Origin::start("a1").await;
-    let b = Origin::start("b1").await;
-    let p = Proxy::start(&format!(
-        "{}{}{}",
-        backend_toml("a1", a.addr, &["a"]),
-        backend_toml("b1", b.addr, &["b"]),
-        vhost_toml("app.test", "a"),
-    ))
-    .await;
-    (a, b, p)
-}
-
-/// A proxy started from a config we write ourselves (for keys the harness cannot add), with
-/// the child killed on drop.
-struct CustomProxy {
-    dir: tempfile::TempDir,
-    admin: SocketAddr,
-    child: Child,
-}
-
-impl CustomProxy {
-    /// Starts the binary with `edit(config_text(...))` and waits until health answers 200.
-    async fn start(extra: &str, edit: impl FnOnce(String) -> String) -> CustomProxy {
-        let dir = tempfile::tempdir().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_path = dir.path().join("config.toml");
-        let text = edit(config_text(http, admin, extra));
-        std::fs::write(&config_path, text).unwrap();
-        let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
-        let child = Command::new(bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("PINGORA_VHOST_ADMIN_TOKEN")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let mut p = CustomProxy { dir, admin, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = p.api("/health");
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!("proxy exited early ({status}):\n{}", p.log());
-            }
-            let ready = reqwest::get(&url)
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false);
-            if ready {
-                return p;
-            }
-            assert!(Instant::now() < deadline, "proxy not ready:\n{}", p.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn api(&self, path: &str) -> String {
-        format!("http://{}/api/v1{path}", self.admin)
-    }
-
-    fn log(&self) -> String {
-        read(&self.dir.path().join("proxy.log"))
-    }
-}
-
-impl Drop for CustomProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn ab_proxy() -> ApiProxy {
+    ApiSpec::new()
+        .backend("a1", &["a"])
+        .backend("b1", &["b"])
+        .domain("app.test", "a")
+        .start()
+        .await
 }
 
 // === health ===
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_answers_ok() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     let (status, body) = call(Method::GET, &p.api("/health"), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.is_object(), "{body}");
@@ -268,7 +146,7 @@ async fn health_answers_ok() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn domains_list_and_get() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     let app = domain_json("app.test", "a", None, false);
 
     let got = call(Method::GET, &p.api("/domains"), None).await;
@@ -294,7 +172,7 @@ async fn domains_list_and_get() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn domain_create_and_duplicate() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
 
     let got = call(
         Method::POST,
@@ -345,7 +223,7 @@ async fn domain_create_and_duplicate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn domain_put_is_partial_and_tag_change_is_a_switch() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     assert_eq!(p.backend_for("app.test").await, "a1");
 
     // Only http_to_https changes.
@@ -413,7 +291,7 @@ async fn domain_put_is_partial_and_tag_change_is_a_switch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn domain_delete() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     let got = call(
         Method::POST,
         &p.api("/domains"),
@@ -462,7 +340,7 @@ async fn domain_delete() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn switch_with_new_tag_then_empty_body_toggles_back() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     assert_eq!(p.backend_for("app.test").await, "a1");
     let switch = p.api("/domains/app.test/switch");
 
@@ -496,7 +374,7 @@ async fn switch_with_new_tag_then_empty_body_toggles_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn switch_with_empty_body_and_no_previous_tag_toggles_a_and_b() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     let got = call(
         Method::POST,
         &p.api("/domains"),
@@ -533,18 +411,14 @@ async fn switch_with_empty_body_and_no_previous_tag_toggles_a_and_b() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn switch_errors_change_nothing() {
-    let a = Origin::start("a1").await;
-    let b = Origin::start("b1").await;
-    let s = Origin::start("s1").await;
-    let p = Proxy::start(&format!(
-        "{}{}{}{}{}",
-        backend_toml("a1", a.addr, &["a"]),
-        backend_toml("b1", b.addr, &["b"]),
-        backend_toml("s1", s.addr, &["stable"]),
-        vhost_toml("app.test", "a"),
-        vhost_toml("stable.test", "stable"),
-    ))
-    .await;
+    let p = ApiSpec::new()
+        .backend("a1", &["a"])
+        .backend("b1", &["b"])
+        .backend("s1", &["stable"])
+        .domain("app.test", "a")
+        .domain("stable.test", "stable")
+        .start()
+        .await;
     // One successful change so the state file exists and its bytes can be compared.
     let got = call(
         Method::PUT,
@@ -628,7 +502,8 @@ async fn switch_errors_change_nothing() {
 /// a sequence), but the API's bodies are objects and anything else is invalid input.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_arrays_are_not_accepted_as_objects() {
-    let (a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
+    let a = p.origin("a1");
     let got = call(
         Method::PUT,
         &p.api("/domains/app.test"),
@@ -672,7 +547,8 @@ async fn json_arrays_are_not_accepted_as_objects() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backends_list_get_create_and_duplicate() {
-    let (a, b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
+    let (a, b) = (p.origin("a1"), p.origin("b1"));
     let c = Origin::start("c1").await;
 
     let (status, list) = call(Method::GET, &p.api("/backends"), None).await;
@@ -756,7 +632,8 @@ async fn backends_list_get_create_and_duplicate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backend_put_changes_address_tags_and_weight() {
-    let (a, b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
+    let (a, b) = (p.origin("a1"), p.origin("b1"));
     let c = Origin::start("c1").await;
     assert_eq!(p.backend_for("app.test").await, "a1");
 
@@ -843,19 +720,15 @@ async fn backend_put_changes_address_tags_and_weight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backend_delete_and_last_backend_protection() {
-    let a = Origin::start("a1").await;
-    let a2 = Origin::start("a2").await;
-    let b = Origin::start("b1").await;
-    let u = Origin::start("u1").await;
-    let p = Proxy::start(&format!(
-        "{}{}{}{}{}",
-        backend_toml("a1", a.addr, &["a"]),
-        backend_toml("a2", a2.addr, &["a"]),
-        backend_toml("b1", b.addr, &["b"]),
-        backend_toml("u1", u.addr, &["unused"]),
-        vhost_toml("app.test", "a"),
-    ))
-    .await;
+    let p = ApiSpec::new()
+        .backend("a1", &["a"])
+        .backend("a2", &["a"])
+        .backend("b1", &["b"])
+        .backend("u1", &["unused"])
+        .domain("app.test", "a")
+        .start()
+        .await;
+    let (a, b) = (p.origin("a1"), p.origin("b1"));
 
     // Not the last of its tag: 204.
     let got = call(Method::DELETE, &p.api("/backends/a2"), None).await;
@@ -911,7 +784,8 @@ async fn backend_delete_and_last_backend_protection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let (a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
+    let a = p.origin("a1");
     let addr = a.addr.to_string();
 
     // Nothing persisted yet: refused input must not create the state file either.
@@ -1215,7 +1089,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn body_over_the_default_limit_is_413() {
-    let (_a, _b, p) = ab_proxy().await;
+    let p = ab_proxy().await;
     let got = call(
         Method::PUT,
         &p.api("/domains/app.test"),
@@ -1238,18 +1112,12 @@ async fn body_over_the_default_limit_is_413() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn body_limit_comes_from_the_config() {
-    let a = Origin::start("a1").await;
-    let extra = format!(
-        "{}{}",
-        backend_toml("a1", a.addr, &["a"]),
-        vhost_toml("app.test", "a")
-    );
-    let p = CustomProxy::start(&extra, |text| {
-        let out = text.replacen("[limits]\n", "[limits]\nmax_admin_body_bytes = 1024\n", 1);
-        assert_ne!(out, text, "no [limits] table in the harness config");
-        out
-    })
-    .await;
+    let p = ApiSpec::new()
+        .backend("a1", &["a"])
+        .domain("app.test", "a")
+        .limits("max_admin_body_bytes = 1024\n")
+        .start()
+        .await;
 
     // Over 1024 bytes: 413, even though the JSON would otherwise be a 400 (unknown field).
     let pad = "x".repeat(2048);
@@ -1276,8 +1144,8 @@ async fn body_limit_comes_from_the_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_endpoint_is_404_and_wrong_method_is_405() {
-    let (_a, _b, p) = ab_proxy().await;
-    let root = format!("http://{}", p.admin);
+    let p = ab_proxy().await;
+    let root = p.root();
     for url in [
         p.api("/nope"),
         p.api("/domains/app.test/nope"),
@@ -1310,18 +1178,12 @@ async fn unknown_endpoint_is_404_and_wrong_method_is_405() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_token_is_required_except_for_health() {
-    let a = Origin::start("a1").await;
-    let extra = format!(
-        "{}{}",
-        backend_toml("a1", a.addr, &["a"]),
-        vhost_toml("app.test", "a")
-    );
-    let p = CustomProxy::start(&extra, |text| {
-        let out = text.replacen("[proxy]\n", "[proxy]\nadmin_token = \"s3cret\"\n", 1);
-        assert_ne!(out, text, "no [proxy] table in the harness config");
-        out
-    })
-    .await;
+    let p = ApiSpec::new()
+        .backend("a1", &["a"])
+        .domain("app.test", "a")
+        .token("s3cret")
+        .start()
+        .await;
 
     // Health needs no token.
     let got = send(Method::GET, &p.api("/health"), None, "", None).await;

@@ -6,12 +6,18 @@ use crate::upstream::HealthReading;
 use serde::{Deserialize, Serialize};
 
 /// A new virtual host (`POST /api/v1/domains`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     /// Host name.
+    #[schema(
+        example = "app.example.com",
+        max_length = 253,
+        pattern = "^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?$"
+    )]
     pub domain: String,
     /// Tag to serve.
+    #[schema(example = "a", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub enabled_backends_tag: String,
     /// Redirect plain HTTP to HTTPS.
     #[serde(default)]
@@ -25,11 +31,12 @@ pub struct NewDomain {
 }
 
 /// A partial domain update (`PUT /api/v1/domains/{domain}`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPatch {
     /// Switches to this tag (same checks as `switch`).
     #[serde(default)]
+    #[schema(example = "b", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub enabled_backends_tag: Option<String>,
     /// Redirect plain HTTP to HTTPS.
     #[serde(default)]
@@ -39,6 +46,7 @@ pub struct DomainPatch {
     pub lb_policy: Option<LbPolicy>,
     /// Header hashed by `header_hash`; `null` clears it.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub lb_hash_header: Option<Option<String>>,
     /// Switch even when the target tag has no routable backend.
     #[serde(default)]
@@ -46,11 +54,12 @@ pub struct DomainPatch {
 }
 
 /// A tag switch (`POST /api/v1/domains/{domain}/switch`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchRequest {
     /// Target tag; none switches back to `previous_tag` (or between `a` and `b`).
     #[serde(default)]
+    #[schema(example = "b", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub new_tag: Option<String>,
     /// Switch even when the target tag has no routable backend.
     #[serde(default)]
@@ -58,46 +67,72 @@ pub struct SwitchRequest {
 }
 
 /// A new backend (`POST /api/v1/backends`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBackend {
     /// Unique id.
+    #[schema(example = "web-v1", pattern = "^[A-Za-z0-9._-]{1,128}$")]
     pub id: String,
     /// `host:port`.
+    #[schema(
+        example = "127.0.0.1:3001",
+        pattern = "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_.-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     pub address: String,
     /// Tags, at least one.
+    #[schema(
+        value_type = std::collections::BTreeSet<crate::model::Tag>,
+        example = json!(["a"]),
+        min_items = 1
+    )]
     pub tags: Vec<String>,
     /// Weight 1..=1000, default 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub weight: Option<u32>,
     /// In-flight cap, 0 = none.
     #[serde(default)]
+    #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
 }
 
 /// A partial backend update (`PUT /api/v1/backends/{id}`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendPatch {
     /// New `host:port`.
     #[serde(default)]
+    #[schema(
+        example = "127.0.0.1:3002",
+        pattern = "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_.-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     pub address: Option<String>,
     /// New tag list.
     #[serde(default)]
+    #[schema(
+        value_type = Option<std::collections::BTreeSet<crate::model::Tag>>,
+        min_items = 1
+    )]
     pub tags: Option<Vec<String>>,
     /// New weight.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub weight: Option<u32>,
     /// New in-flight cap.
     #[serde(default)]
+    #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
 }
 
 /// A traffic split (`POST /api/v1/domains/{domain}/split`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitRequest {
     /// Weight per tag, each a non-negative integer; at least one above zero.
+    #[schema(
+        value_type = std::collections::BTreeMap<crate::model::Tag, u32>,
+        example = json!({"a": 90, "b": 10})
+    )]
     pub weights: std::collections::BTreeMap<String, u32>,
     /// Keep each client on the tag it first got.
     #[serde(default)]
@@ -159,7 +194,8 @@ pub enum Reply {
 }
 
 /// A backend with its live health, as `GET /api/v1/backends` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Backend)]
 pub struct BackendView {
     /// The stored backend.
     #[serde(flatten)]
@@ -171,15 +207,18 @@ pub struct BackendView {
 }
 
 /// The `health` object of a Backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Health)]
 pub struct HealthView {
     /// `healthy`, `unhealthy` or `unknown`.
+    #[schema(value_type = String, pattern = "^(healthy|unhealthy|unknown)$")]
     pub status: &'static str,
     /// Failures in a row.
     pub consecutive_failures: u32,
     /// Successes in a row.
     pub consecutive_successes: u32,
     /// RFC 3339 time of the last probe, or null.
+    #[schema(format = DateTime, required = true)]
     pub last_check: Option<String>,
 }
 

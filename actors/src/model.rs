@@ -34,8 +34,15 @@ pub const MAX_WEIGHT: u32 = 1000;
 // === impl DomainName ===
 
 /// A virtual host name: lower-case DNS name without trailing dot, optionally `*.` wildcard.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    example = "app.example.com",
+    pattern = "^(\\*\\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)]
 pub struct DomainName(String);
 
 impl DomainName {
@@ -85,8 +92,11 @@ validated_name!(DomainName);
 // === impl Tag ===
 
 /// A backend label that virtual hosts select pools by (`a`, `b`, `stable`, ...).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "a", pattern = "^[A-Za-z0-9._-]{1,64}$")]
 pub struct Tag(String);
 
 impl Tag {
@@ -106,8 +116,11 @@ validated_name!(Tag);
 // === impl BackendId ===
 
 /// A backend's unique id (also its metrics label).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "web-v1", pattern = "^[A-Za-z0-9._-]{1,128}$")]
 pub struct BackendId(String);
 
 impl BackendId {
@@ -164,6 +177,19 @@ pub fn check_address_shape(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether connecting to `addr` reaches one of `own` (a listener of this proxy): the same port
+/// on the same IP, or on a loopback or unspecified IP when the listener is on all interfaces or
+/// on loopback.
+pub fn is_own_address(addr: SocketAddr, own: &[SocketAddr]) -> bool {
+    let local = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
+    own.iter().any(|o| {
+        o.port() == addr.port()
+            && (o.ip() == addr.ip()
+                || (o.ip().is_unspecified() && local(addr.ip()))
+                || (o.ip().is_loopback() && addr.ip().is_unspecified()))
+    })
+}
+
 /// Resolves a `host:port` backend address (host names through DNS) to its first socket address.
 pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
     check_address_shape(address)?;
@@ -181,7 +207,7 @@ pub fn resolve_address(address: &str) -> Result<SocketAddr, String> {
 // === records ===
 
 /// Load-balancing policy within a tag's pool (see [`crate::routing::Policy`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
     /// Smooth weighted round robin.
@@ -208,7 +234,8 @@ impl LbPolicy {
 }
 
 /// A virtual host as the registry keeps and persists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Domain)]
 pub struct DomainRecord {
     /// The host name (exact or `*.` wildcard).
     pub domain: DomainName,
@@ -216,27 +243,35 @@ pub struct DomainRecord {
     pub enabled_backends_tag: Tag,
     /// The tag served before the last switch.
     #[serde(default)]
+    #[schema(required = true)]
     pub previous_tag: Option<Tag>,
     /// Redirect plain HTTP to HTTPS.
     #[serde(default)]
+    #[schema(required = true)]
     pub http_to_https: bool,
     /// Backend choice within the pool.
     #[serde(default)]
+    #[schema(required = true)]
     pub lb_policy: LbPolicy,
     /// Header hashed by `header_hash`.
     #[serde(default)]
+    #[schema(required = true)]
     pub lb_hash_header: Option<String>,
     /// The traffic split between tags; null when all traffic goes to `enabled_backends_tag`.
     #[serde(default)]
+    #[schema(required = true, value_type = Option<std::collections::BTreeMap<Tag, u32>>)]
     pub weights: Option<crate::rollout::Weights>,
     /// Keep each client on the tag it first got (a cookie), while the split lasts.
     #[serde(default)]
+    #[schema(required = true)]
     pub sticky: bool,
     /// When a failing canary of the split is rolled back.
     #[serde(default)]
+    #[schema(required = true)]
     pub rollback: Option<crate::rollout::RollbackPolicy>,
     /// The last automatic rollback.
     #[serde(default)]
+    #[schema(required = true)]
     pub last_rollback: Option<crate::rollout::LastRollback>,
 }
 
@@ -260,19 +295,22 @@ impl DomainRecord {
 }
 
 /// A backend as the registry keeps and persists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendRecord {
     /// Unique id.
     pub id: BackendId,
     /// `host:port` as given.
     pub address: String,
     /// Tags whose pools include this backend.
+    #[schema(value_type = std::collections::BTreeSet<Tag>)]
     pub tags: Vec<Tag>,
     /// Share of its pool under round robin, 1..=1000.
     #[serde(default = "default_weight")]
+    #[schema(required = true, minimum = 1, maximum = 1000)]
     pub weight: u32,
     /// In-flight cap; 0 = none.
     #[serde(default)]
+    #[schema(required = true, maximum = 4294967295_u64)]
     pub max_connections: u32,
 }
 
@@ -313,6 +351,18 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_addresses_are_recognised() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let own = [a("127.0.0.1:8080"), a("0.0.0.0:80")];
+        assert!(is_own_address(a("127.0.0.1:8080"), &own));
+        assert!(is_own_address(a("0.0.0.0:8080"), &own));
+        assert!(is_own_address(a("127.0.0.1:80"), &own));
+        assert!(is_own_address(a("[::1]:80"), &own));
+        assert!(!is_own_address(a("127.0.0.1:8081"), &own));
+        assert!(!is_own_address(a("10.0.0.5:8080"), &own));
+    }
 
     #[test]
     fn domain_names_are_normalised() {

@@ -13,14 +13,15 @@ pub use error::{Conflict, Invalid, NotFound, RegistryError};
 use crate::command::BackendView;
 use crate::metrics::{BackendGauge, RouteHandles};
 use crate::model::{
-    check_address_shape, check_tags, check_weight, resolve_address, BackendId, BackendRecord,
-    DomainName, DomainRecord, Tag,
+    check_address_shape, check_tags, check_weight, is_own_address, resolve_address, BackendId,
+    BackendRecord, DomainName, DomainRecord, Tag,
 };
 use crate::rollout::{Change, HISTORY_LIMIT};
 use crate::routing::{BackendPool, Policy, PoolMember, Route, RouteTable, Split};
 use crate::store::PersistedState;
 use crate::upstream::UpstreamBackend;
 pub use commands::check_policy;
+use error::invalid;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Registry {
     undo: Undo,
     /// The time the command being applied happens at (Unix milliseconds).
     now_ms: i64,
+    /// The proxy's own listeners and admin API: never a backend (a request would loop back).
+    own_addresses: Vec<SocketAddr>,
 }
 
 /// Entries as they were before the last command changed them.
@@ -176,6 +179,29 @@ impl Registry {
         effects.probe.push(id.clone());
         effects.backends_changed = true;
         Some(effects)
+    }
+
+    /// Refuses from now on backends at `own` (the proxy's listeners and admin API); returns the
+    /// ids of the backends already there.
+    pub fn refuse_own_addresses(&mut self, own: Vec<SocketAddr>) -> Vec<BackendId> {
+        self.own_addresses = own;
+        let mut found: Vec<BackendId> = self
+            .upstreams
+            .iter()
+            .filter(|(_, u)| u.is_resolved() && is_own_address(u.addr, &self.own_addresses))
+            .map(|(id, _)| id.clone())
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn check_not_own(&self, address: &str, addr: SocketAddr) -> Result<()> {
+        if is_own_address(addr, &self.own_addresses) {
+            return Err(invalid(format!(
+                "address '{address}' is this proxy's own listener or admin API"
+            )));
+        }
+        Ok(())
     }
 
     /// The records to persist.

@@ -16,17 +16,20 @@ pub const MAX_WEIGHT: u32 = 10_000;
 
 /// When a canary is rolled back: its error share over `window_secs`, once it had
 /// `min_requests` requests in that window.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackPolicy {
     /// Share of failed answers (5xx) and failed upstream attempts, 0..=1, above which the
     /// canary is rolled back.
+    #[schema(minimum = 0, maximum = 1, example = 0.05)]
     pub max_error_rate: f64,
     /// Requests the canary must have had in the window before the rule applies.
     #[serde(default = "default_min_requests")]
+    #[schema(minimum = 1, example = 100)]
     pub min_requests: u64,
     /// The window, in seconds.
     #[serde(default = "default_window_secs")]
+    #[schema(minimum = 1, maximum = 300, example = 60)]
     pub window_secs: u64,
 }
 
@@ -116,7 +119,7 @@ pub fn check_weights(weights: &Weights) -> Result<(), String> {
 // === Change ===
 
 /// What kind of routing change a history entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// All traffic moved to one tag.
@@ -130,7 +133,7 @@ pub enum ChangeKind {
 }
 
 /// Who made a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangedBy {
     /// An API call.
@@ -140,18 +143,20 @@ pub enum ChangedBy {
 }
 
 /// A domain's routing: one tag, or a split.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Routing {
     /// The enabled tag (the baseline of a split).
     pub tag: Tag,
     /// The split, or null for all traffic to `tag`.
+    #[schema(required = true, value_type = Option<BTreeMap<Tag, u32>>)]
     pub weights: Option<Weights>,
 }
 
 /// One entry of a domain's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// RFC 3339 time.
+    #[schema(format = DateTime)]
     pub at: String,
     /// What happened.
     pub kind: ChangeKind,
@@ -162,13 +167,15 @@ pub struct Change {
     /// Who did it.
     pub by: ChangedBy,
     /// Why, for rollbacks.
+    #[schema(required = true)]
     pub reason: Option<String>,
 }
 
 /// The last automatic rollback of a domain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastRollback {
     /// RFC 3339 time.
+    #[schema(format = DateTime)]
     pub at: String,
     /// The canary that failed.
     pub from_tag: Tag,

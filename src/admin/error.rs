@@ -10,6 +10,15 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use vhost_actors::registry::RegistryError;
 
+/// The body of every error answer, as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    #[schema(example = "domain 'nope.example.com' not found", min_length = 1)]
+    pub error: String,
+}
+
 /// An API failure.
 #[derive(Debug)]
 pub struct ApiError {
@@ -29,11 +38,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.message,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -108,17 +116,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 }
 
 /// Requests are JSON objects; serde would otherwise also accept a struct as an array.
-fn from_object<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+fn from_object<T: DeserializeOwned>(mut v: serde_json::Value) -> Result<T, ApiError> {
     if !v.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "the request body must be a JSON object",
         ));
     }
+    integral_numbers_as_integers(&mut v);
     serde_json::from_value(v).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid request body: {e}"),
         )
     })
+}
+
+/// Largest magnitude up to which every integer is exactly an `f64`.
+const EXACT_F64_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// JSON has one number type, and JSON Schema counts `3.0` or `3e2` as integers; serde would
+/// refuse them for an integer field. Integral numbers written so are read as the integer.
+fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            let integral = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_F64_INTEGERS);
+            if let Some(f) = integral {
+                // Exact by the bound above.
+                *v = if f < 0.0 {
+                    Value::from(f as i64)
+                } else {
+                    Value::from(f as u64)
+                };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
 }

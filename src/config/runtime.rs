@@ -70,4 +70,10 @@ pub struct Limits {
     pub upstream_read_timeout: Duration,
     /// Downstream keep-alive idle timeout.
     pub client_idle_timeout: Duration,
+    /// Time a client has for a whole request head.
+    pub client_header_timeout: Duration,
+    /// Time a client may take nothing of a response before it is dropped.
+    pub client_send_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_request_header_bytes: usize,
 }

@@ -244,6 +244,12 @@ pub(super) struct LimitsSection {
     pub(super) upstream_read_timeout_secs: u64,
     #[serde(default = "default_idle_timeout")]
     pub(super) client_idle_timeout_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    pub(super) client_header_timeout_secs: u64,
+    #[serde(default = "default_send_timeout")]
+    pub(super) client_send_timeout_secs: u64,
+    #[serde(default = "default_max_header")]
+    pub(super) max_request_header_bytes: u64,
 }
 
 impl Default for LimitsSection {
@@ -254,6 +260,9 @@ impl Default for LimitsSection {
             upstream_connect_timeout_ms: default_connect_timeout(),
             upstream_read_timeout_secs: default_read_timeout(),
             client_idle_timeout_secs: default_idle_timeout(),
+            client_header_timeout_secs: default_header_timeout(),
+            client_send_timeout_secs: default_send_timeout(),
+            max_request_header_bytes: default_max_header(),
         }
     }
 }
@@ -272,6 +281,15 @@ fn default_read_timeout() -> u64 {
 }
 fn default_idle_timeout() -> u64 {
     60
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_send_timeout() -> u64 {
+    60
+}
+fn default_max_header() -> u64 {
+    32 * 1024
 }
 
 #[derive(Debug, Deserialize)]

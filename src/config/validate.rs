@@ -241,6 +241,9 @@ fn limits(l: &LimitsSection, errs: &mut Problems) -> Limits {
         ("upstream_connect_timeout_ms", l.upstream_connect_timeout_ms),
         ("upstream_read_timeout_secs", l.upstream_read_timeout_secs),
         ("client_idle_timeout_secs", l.client_idle_timeout_secs),
+        ("client_header_timeout_secs", l.client_header_timeout_secs),
+        ("client_send_timeout_secs", l.client_send_timeout_secs),
+        ("max_request_header_bytes", l.max_request_header_bytes),
     ] {
         if v == 0 {
             errs.push(at.key(key), "must be > 0");
@@ -252,6 +255,9 @@ fn limits(l: &LimitsSection, errs: &mut Problems) -> Limits {
         upstream_connect_timeout: Duration::from_millis(l.upstream_connect_timeout_ms),
         upstream_read_timeout: Duration::from_secs(l.upstream_read_timeout_secs),
         client_idle_timeout: Duration::from_secs(l.client_idle_timeout_secs),
+        client_header_timeout: Duration::from_secs(l.client_header_timeout_secs),
+        client_send_timeout: Duration::from_secs(l.client_send_timeout_secs),
+        max_request_header_bytes: usize::try_from(l.max_request_header_bytes).unwrap_or(usize::MAX),
     }
 }
 

@@ -1,6 +1,17 @@
-//! Host normalisation for routing: port stripped, case-folded, trailing dot removed.
+//! The host a request is routed by, normalised: port stripped, case-folded, trailing dot
+//! removed.
 
+use http::header;
+use pingora::http::RequestHeader;
 use std::borrow::Cow;
+
+/// The request's host: the authority of an absolute-form target, else the `Host` header.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    if let Some(authority) = req.uri.authority() {
+        return Some(authority.as_str());
+    }
+    req.headers.get(header::HOST)?.to_str().ok()
+}
 
 /// Normalises a `Host` header or authority; borrows when nothing needs to change.
 #[inline]

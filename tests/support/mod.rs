@@ -2,6 +2,9 @@
 //! child process with a generated config, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod control;
+
 use axum::extract::Request;
 use axum::Json;
 use std::collections::BTreeMap;
@@ -119,6 +122,17 @@ pub fn config_text_with(
     proxy_keys: &str,
     extra: &str,
 ) -> String {
+    config_text_limits(http, admin, proxy_keys, "", extra)
+}
+
+/// Like [`config_text_with`], with extra keys in `[limits]` too (each line ending in `\n`).
+pub fn config_text_limits(
+    http: SocketAddr,
+    admin: SocketAddr,
+    proxy_keys: &str,
+    limits_keys: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [proxy]
@@ -133,7 +147,7 @@ path = "state/state.json"
 
 [limits]
 upstream_connect_timeout_ms = 500
-
+{limits_keys}
 {extra}
 "#
     )
@@ -163,6 +177,14 @@ impl Proxy {
     pub async fn start_with(proxy_keys: &str, extra: &str) -> Proxy {
         Self::launch(None, &|http, admin| {
             config_text_with(http, admin, proxy_keys, extra)
+        })
+        .await
+    }
+
+    /// Like [`Proxy::start_with`], with extra keys in `[limits]` too.
+    pub async fn start_with_limits(proxy_keys: &str, limits_keys: &str, extra: &str) -> Proxy {
+        Self::launch(None, &|http, admin| {
+            config_text_limits(http, admin, proxy_keys, limits_keys, extra)
         })
         .await
     }
@@ -483,6 +505,15 @@ pub async fn call(
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
     };
     (status, v)
+}
+
+/// `target/test-artifacts`, next to the profiles (the binary is `target/<profile>/...`):
+/// where tests leave files for people and CI to look at.
+pub fn artifacts_dir() -> PathBuf {
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Reads a file, empty when missing.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Where a certificate comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CertSource {
     /// Obtained over ACME.
@@ -34,7 +34,7 @@ impl CertSource {
 }
 
 /// Where a domain's certificate stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertStatus {
     /// No certificate yet; the first order is under way.
@@ -64,7 +64,8 @@ impl CertStatus {
 
 /// What the API shows about one domain's certificate: the `Certificate` JSON object
 /// (`not_after` as RFC 3339, `null` while there is no certificate; `serial` is an extension).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Certificate)]
 pub struct CertInfo {
     /// The domain (may be a wildcard).
     pub domain: String,
@@ -72,12 +73,15 @@ pub struct CertInfo {
     pub source: CertSource,
     /// End of validity, unix seconds; `None` while there is no certificate.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub not_after: Option<i64>,
     /// Serial of the served leaf, lower-case hex.
+    #[schema(required = true)]
     pub serial: Option<String>,
     /// Where it stands.
     pub status: CertStatus,
     /// The last failure, until the next success.
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 

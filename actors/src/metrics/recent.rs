@@ -47,17 +47,20 @@ impl Sample {
 }
 
 /// The last minute of one domain or tag in `GET /api/v1/stats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LastMinute {
     /// Requests answered in the window.
     pub requests: u64,
     /// Requests per second over the window.
     pub requests_per_sec: f64,
     /// Share of answers that were not a success from a backend, 0..=1.
+    #[schema(minimum = 0, maximum = 1)]
     pub error_rate: f64,
     /// Median duration (ms), estimated from the histogram; null without requests.
+    #[schema(required = true)]
     pub p50_ms: Option<f64>,
     /// 99th percentile duration (ms); null without requests.
+    #[schema(required = true)]
     pub p99_ms: Option<f64>,
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Counters of one domain or tag in `GET /api/v1/stats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TrafficStats {
     /// Requests answered.
     pub total_requests: u64,
@@ -38,7 +38,7 @@ impl TrafficStats {
 }
 
 /// One domain in `GET /api/v1/stats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DomainStats {
     /// Totals over all tags.
     #[serde(flatten)]
@@ -48,7 +48,7 @@ pub struct DomainStats {
 }
 
 /// `GET /api/v1/stats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Per domain.
     pub domains: BTreeMap<String, DomainStats>,

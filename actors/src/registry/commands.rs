@@ -240,6 +240,7 @@ impl Registry {
         let weight = new.weight.unwrap_or(1);
         check_weight(weight).map_err(invalid)?;
         let addr = resolved.get(&new.address).map_err(invalid)?;
+        self.check_not_own(&new.address, addr)?;
         if self.backends.contains_key(&id) {
             return Err(Conflict::BackendExists(id).into());
         }
@@ -270,7 +271,9 @@ impl Registry {
         let mut new_addr = None;
         if let Some(address) = patch.address {
             if address != old.address {
-                new_addr = Some(resolved.get(&address).map_err(invalid)?);
+                let addr = resolved.get(&address).map_err(invalid)?;
+                self.check_not_own(&address, addr)?;
+                new_addr = Some(addr);
             }
             record.address = address;
         }
