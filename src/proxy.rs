@@ -19,13 +19,10 @@ pub use listener::GuardedProxy;
 
 use crate::config::Limits;
 use crate::tls::client_sni;
-use admission::HeadFacts;
 use async_trait::async_trait;
 use bytes::Bytes;
-use client_stream::ClientStream;
 use forwarded::{client_ip, client_request_id, Forwarding};
 use host::request_host;
-use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -160,7 +157,7 @@ impl ProxyHttp for VhostProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let head = report_head(session);
+        let head = admission::report_head(session);
         let max_head = self.opts.limits.max_request_header_bytes;
         ctx.refusal = admission::refusal(session.req_header(), &head, max_head);
         Ok(())
@@ -361,7 +358,7 @@ impl ProxyHttp for VhostProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(client) = client_stream(session) {
+        if let Some(client) = admission::client_stream(session) {
             client.answer_sent();
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -432,7 +429,7 @@ impl VhostProxy {
         if !route.pool.has_routable(|_| false) {
             return Some(Refusal::Text(503, responses::NO_BACKEND));
         }
-        let too_large = content_length(session.req_header())
+        let too_large = admission::content_length(session.req_header())
             .is_some_and(|len| len > self.opts.limits.max_request_body_bytes);
         too_large.then_some(Refusal::Close(413, responses::BODY_TOO_LARGE))
     }
@@ -459,36 +456,5 @@ impl VhostProxy {
                 "backend ejected after repeated failures on live traffic"
             );
         }
-    }
-}
-
-fn content_length(req: &RequestHeader) -> Option<u64> {
-    req.headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The client connection under an HTTP/1 session, when it is guarded.
-fn client_stream(session: &Session) -> Option<&ClientStream> {
-    session.as_downstream().stream().and_then(ClientStream::of)
-}
-
-/// Reports the parsed head to its connection and returns what is known about it.
-fn report_head(session: &Session) -> HeadFacts {
-    let down = session.as_downstream();
-    let len = down
-        .as_http1()
-        .map_or(0, |h1| h1.get_headers_raw_bytes().len());
-    let bad_request_line = client_stream(session).is_some_and(|client| {
-        let body = admission::body_length(session.req_header(), down.is_upgrade_req());
-        client.head_parsed(len, body)
-    });
-    HeadFacts {
-        bad_request_line,
-        len,
     }
 }

@@ -1,12 +1,15 @@
 //! Requests refused before routing: malformed request lines, heads over the size limit,
 //! ambiguous `Content-Length` framing, `TRACE`, and requests that already passed through this
-//! proxy (a backend that leads back to it).
+//! proxy (a backend that leads back to it). Also what a request's head tells its connection:
+//! where the request ends.
 
+use super::client_stream::ClientStream;
 use super::forwarded::came_through_here;
 use super::responses::Refusal;
 use http::header;
 use http::Method;
 use pingora::http::RequestHeader;
+use pingora::prelude::*;
 
 /// What the connection knows about a request's head besides its parsed header.
 pub struct HeadFacts {
@@ -68,6 +71,38 @@ pub fn body_length(req: &RequestHeader, upgrade: bool) -> Option<u64> {
     match req.headers.get(header::CONTENT_LENGTH) {
         None => Some(0),
         Some(v) => std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok(),
+    }
+}
+
+/// The declared body length, when it is one number.
+pub fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The client connection under an HTTP/1 session, when it is guarded.
+pub fn client_stream(session: &Session) -> Option<&ClientStream> {
+    session.as_downstream().stream().and_then(ClientStream::of)
+}
+
+/// Reports the parsed head to its connection and returns what is known about it.
+pub fn report_head(session: &Session) -> HeadFacts {
+    let down = session.as_downstream();
+    let len = down
+        .as_http1()
+        .map_or(0, |h1| h1.get_headers_raw_bytes().len());
+    let bad_request_line = client_stream(session).is_some_and(|client| {
+        let body = body_length(session.req_header(), down.is_upgrade_req());
+        client.head_parsed(len, body)
+    });
+    HeadFacts {
+        bad_request_line,
+        len,
     }
 }
 
