@@ -4,6 +4,7 @@
 
 mod admission;
 mod client_stream;
+mod context;
 mod events;
 mod forwarded;
 mod host;
@@ -11,6 +12,8 @@ mod listener;
 mod responses;
 mod split;
 mod text;
+
+pub use context::{InFlight, RequestCtx};
 
 pub use client_stream::ClientLimits;
 pub use forwarded::came_through_here;
@@ -31,11 +34,10 @@ use responses::{respond_static, Refusal};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use text::{IpText, RequestId};
+use text::RequestId;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::RouteMetrics;
-use vhost_actors::model::Tag;
-use vhost_actors::routing::{Affinity, Lease, Route, RouteTable, STICKY_COOKIE};
+use vhost_actors::routing::{Affinity, Route, RouteTable, STICKY_COOKIE};
 use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
@@ -83,47 +85,6 @@ impl VhostProxy {
             Listener::Tls => "https",
         };
         Self { table, opts, proto }
-    }
-}
-
-/// Decrements the in-flight count when a request ends, however it ends.
-pub struct InFlight(Arc<AtomicI64>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What the phases of one request share.
-pub struct RequestCtx {
-    route: Option<Arc<Route>>,
-    /// The backend of the current attempt and its in-flight slot, given back when the request
-    /// ends or a retry replaces it.
-    backend: Option<Lease>,
-    tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
-    attempts: usize,
-    /// A backend sent a response header.
-    from_backend: bool,
-    /// The id this proxy gave the request (when the client sent none).
-    request_id: Option<RequestId>,
-    /// The client's address as text, once rendered.
-    client_ip: Option<IpText>,
-    /// Why the request is answered before routing, if it is.
-    refusal: Option<Refusal>,
-    body_bytes: u64,
-    start: Instant,
-    /// The tag the answer's sticky cookie names (a split domain's first answer to a client).
-    sticky_tag: Option<Tag>,
-    _in_flight: InFlight,
-}
-
-impl RequestCtx {
-    fn was_tried(&self, b: &UpstreamBackend) -> bool {
-        self.tried[..self.attempts]
-            .iter()
-            .flatten()
-            .any(|t| std::ptr::eq(Arc::as_ptr(t), b))
     }
 }
 

@@ -1,0 +1,52 @@
+//! What the phases of one request share, and the guard that counts it in flight.
+
+use super::responses::Refusal;
+use super::text::{IpText, RequestId};
+use super::MAX_ATTEMPTS;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use vhost_actors::model::Tag;
+use vhost_actors::routing::{Lease, Route};
+use vhost_actors::upstream::UpstreamBackend;
+
+/// Decrements the in-flight count when a request ends, however it ends.
+pub struct InFlight(pub(super) Arc<AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the phases of one request share.
+pub struct RequestCtx {
+    pub(super) route: Option<Arc<Route>>,
+    /// The backend of the current attempt and its in-flight slot, given back when the request
+    /// ends or a retry replaces it.
+    pub(super) backend: Option<Lease>,
+    pub(super) tried: [Option<Arc<UpstreamBackend>>; MAX_ATTEMPTS],
+    pub(super) attempts: usize,
+    /// A backend sent a response header.
+    pub(super) from_backend: bool,
+    /// The id this proxy gave the request (when the client sent none).
+    pub(super) request_id: Option<RequestId>,
+    /// The client's address as text, once rendered.
+    pub(super) client_ip: Option<IpText>,
+    /// Why the request is answered before routing, if it is.
+    pub(super) refusal: Option<Refusal>,
+    pub(super) body_bytes: u64,
+    pub(super) start: Instant,
+    /// The tag the answer's sticky cookie names (a split domain's first answer to a client).
+    pub(super) sticky_tag: Option<Tag>,
+    pub(super) _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    pub(super) fn was_tried(&self, b: &UpstreamBackend) -> bool {
+        self.tried[..self.attempts]
+            .iter()
+            .flatten()
+            .any(|t| std::ptr::eq(Arc::as_ptr(t), b))
+    }
+}
