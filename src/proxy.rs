@@ -7,8 +7,10 @@ mod client_stream;
 mod context;
 mod events;
 mod forwarded;
+mod grpc;
 mod host;
 mod listener;
+mod peer;
 mod responses;
 mod split;
 mod text;
@@ -19,6 +21,7 @@ pub use client_stream::ClientLimits;
 pub use forwarded::came_through_here;
 pub use host::normalize_host;
 pub use listener::GuardedProxy;
+pub use peer::PeerBuilder;
 
 use crate::config::Limits;
 use crate::tls::client_sni;
@@ -38,7 +41,6 @@ use text::RequestId;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::RouteMetrics;
 use vhost_actors::routing::{Affinity, Route, RouteTable, STICKY_COOKIE};
-use vhost_actors::upstream::UpstreamBackend;
 
 /// Connect attempts per request: the first plus at most two retries.
 const MAX_ATTEMPTS: usize = 3;
@@ -103,6 +105,7 @@ impl ProxyHttp for VhostProxy {
             request_id: None,
             client_ip: None,
             refusal: None,
+            grpc_failure: None,
             body_bytes: 0,
             start: Instant::now(),
             sticky_tag: None,
@@ -146,6 +149,11 @@ impl ProxyHttp for VhostProxy {
         };
         ctx.route = route;
         match refusal {
+            Some(Refusal::Text(503, why)) if grpc::is_grpc(session.req_header()) => {
+                ctx.grpc_failure = Some(503);
+                let why = std::str::from_utf8(why).unwrap_or_default();
+                grpc::respond_error(session, 503, why).await.map(|()| true)
+            }
             Some(refusal) => refusal.send(session).await.map(|()| true),
             None => Ok(false),
         }
@@ -182,7 +190,7 @@ impl ProxyHttp for VhostProxy {
         let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {
             return Error::e_explain(HTTPStatus(503), "no backend available");
         };
-        let peer = self.peer(&backend);
+        let peer = peer::for_request(&backend, session.is_upgrade_req(), &self.opts.limits);
         if ctx.attempts > 0 {
             route.metrics.record_retry();
         }
@@ -298,12 +306,20 @@ impl ProxyHttp for VhostProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = responses::failure_status(e);
         if code > 0 {
-            let body = Bytes::from_static(responses::failure_body(code));
-            let _ = session.respond_error_with_body(code, body).await;
+            let body = responses::failure_body(code);
+            if grpc::is_grpc(session.req_header()) {
+                ctx.grpc_failure = Some(code);
+                let why = std::str::from_utf8(body).unwrap_or_default();
+                let _ = grpc::respond_error(session, code, why).await;
+            } else {
+                let _ = session
+                    .respond_error_with_body(code, Bytes::from_static(body))
+                    .await;
+            }
         }
         FailToProxy {
             error_code: code,
@@ -322,7 +338,8 @@ impl ProxyHttp for VhostProxy {
         if let Some(client) = admission::client_stream(session) {
             client.answer_sent();
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let written = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = ctx.grpc_failure.unwrap_or(written);
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_deref();
         route
@@ -393,15 +410,6 @@ impl VhostProxy {
         let too_large = admission::content_length(session.req_header())
             .is_some_and(|len| len > self.opts.limits.max_request_body_bytes);
         too_large.then_some(Refusal::Close(413, responses::BODY_TOO_LARGE))
-    }
-
-    /// The upstream peer for `backend`, with the configured timeouts.
-    fn peer(&self, backend: &UpstreamBackend) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
-        peer.options.connection_timeout = Some(self.opts.limits.upstream_connect_timeout);
-        peer.options.read_timeout = Some(self.opts.limits.upstream_read_timeout);
-        peer.options.idle_timeout = Some(self.opts.limits.client_idle_timeout);
-        Box::new(peer)
     }
 
     /// Counts a failed attempt against the current backend; ejects it at the threshold.

@@ -7,10 +7,11 @@ mod fd_limit;
 mod shutdown;
 
 use crate::config::Config;
-use crate::proxy::{ClientLimits, GuardedProxy, Listener, ProxyOptions, VhostProxy};
+use crate::proxy::{ClientLimits, GuardedProxy, Listener, PeerBuilder, ProxyOptions, VhostProxy};
 use crate::telemetry;
-use crate::tls::{add_https_listener, SniResolver};
+use crate::tls::{add_https_listener, fallback_certificate, SniResolver};
 use control::{start_control, Shared};
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -131,18 +132,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             https_port: cfg.listen_https.map(|a| a.port()),
             challenges,
         });
-        let mut service = proxy_service(&server, "vhost-http", plain, &cfg);
+        let mut service = proxy_service(&server, "vhost-http", plain, &cfg, cfg.h2c);
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
     if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {
-        let mut service = proxy_service(&server, "vhost-https", proxy(Listener::Tls), &cfg);
-        add_https_listener(
-            &mut service,
-            &addr.to_string(),
-            SniResolver::new(tls.store.clone()),
-        )
-        .map_err(|e| vec![format!("proxy.listen_addr: {e}")])?;
+        let mut service = proxy_service(&server, "vhost-https", proxy(Listener::Tls), &cfg, false);
+        add_https_listener(&mut service, &addr.to_string(), sni_resolver(&cfg, tls)?)
+            .map_err(|e| vec![format!("proxy.listen_addr: {e}")])?;
         server.add_service(service);
     }
     tracing::info!(
@@ -183,6 +180,7 @@ fn proxy_service(
     name: &str,
     proxy: VhostProxy,
     cfg: &Config,
+    h2c: bool,
 ) -> Service<GuardedProxy> {
     let limits = ClientLimits {
         header_timeout: cfg.limits.client_header_timeout,
@@ -190,10 +188,31 @@ fn proxy_service(
         send_timeout: cfg.limits.client_send_timeout,
         max_head_bytes: cfg.limits.max_request_header_bytes,
     };
-    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    if h2c {
+        // HTTP/2 by prior knowledge; HTTP/1.1 still works on the same port.
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+    }
     let mut service = Service::new(name.to_string(), GuardedProxy::new(proxy, limits));
     service.threads = Some(cfg.threads);
     service
+}
+
+/// The HTTPS listener's certificate choice: by SNI, and for clients without SNI the
+/// `default_sni` domain's certificate, else a self-signed one made now.
+fn sni_resolver(cfg: &Config, tls: &CertProvisioning) -> Result<SniResolver, Vec<String>> {
+    let fallback = fallback_certificate().map_err(|e| {
+        vec![format!(
+            "cannot make the certificate for clients without SNI: {e}"
+        )]
+    })?;
+    let resolver = SniResolver::new(tls.store.clone()).with_fallback(&fallback);
+    Ok(match &cfg.default_sni {
+        Some(domain) => resolver.with_default(domain.as_str()),
+        None => resolver,
+    })
 }
 
 /// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
@@ -259,11 +278,12 @@ fn load_registry(
         }
         None => cfg.seed.clone(),
     };
-    let registry = Registry::from_state(state).map_err(|errs| {
-        errs.into_iter()
-            .map(|e| format!("{}: {e}", store.path().display()))
-            .collect::<Vec<_>>()
-    })?;
+    let registry =
+        Registry::from_state_with(state, PeerBuilder::new(cfg.limits)).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| format!("{}: {e}", store.path().display()))
+                .collect::<Vec<_>>()
+        })?;
     for (id, address) in registry.unresolved() {
         notes.push(format!(
             "backend '{id}': address '{address}' does not resolve; it starts unhealthy and is \

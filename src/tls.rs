@@ -1,6 +1,7 @@
 //! HTTPS listener TLS: an SNI resolver over the [`CertStore`] (exact name, then wildcard; no I/O
-//! in the handshake), the Pingora [`TlsSettings`] that use it with ALPN h2 and http/1.1, and the
-//! client's SNI kept on the connection for the Host/SNI (421) check.
+//! in the handshake; a certificate for clients without SNI), the Pingora [`TlsSettings`] that
+//! use it with ALPN h2 and http/1.1, and the client's SNI kept on the connection for the
+//! Host/SNI (421) check.
 
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -11,7 +12,11 @@ use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, ResolvesServerCert};
 use std::any::Any;
 use std::sync::Arc;
-use vhost_actors::cert::{install_crypto_provider, CertStore};
+use vhost_actors::cert::{install_crypto_provider, CertError, CertMaterial, CertStore};
+
+/// The name in the fallback certificate: under `.invalid`, so that no client can mistake it for
+/// a real host's.
+const FALLBACK_NAME: &str = "no-sni.pingora-vhost.invalid";
 
 /// Why the TLS settings could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +27,15 @@ pub enum TlsError {
 }
 
 /// Picks the certificate by SNI from the [`CertStore`]: the exact domain, else the wildcard one
-/// label up. A client sending no SNI (e.g. `https://127.0.0.1/`) gets the default domain's
-/// certificate when one is set, else the handshake fails.
+/// label up. A client sending no SNI (e.g. `https://127.0.0.1/`: rustls takes an IP address as
+/// none) gets the default domain's certificate when one is set and present, else the fallback
+/// certificate when there is one, so that its handshake completes and its requests are routed
+/// by `Host`.
 #[derive(Clone, Debug)]
 pub struct SniResolver {
     store: CertStore,
     default_domain: Option<String>,
+    fallback: Option<Arc<CertifiedKey>>,
 }
 
 impl SniResolver {
@@ -36,7 +44,14 @@ impl SniResolver {
         Self {
             store,
             default_domain: None,
+            fallback: None,
         }
+    }
+
+    /// Serves `material` to clients without SNI when no default domain's certificate is there.
+    pub fn with_fallback(mut self, material: &CertMaterial) -> Self {
+        self.fallback = Some(Arc::clone(material.certified_key()));
+        self
     }
 
     /// Serves `domain`'s certificate to clients that send no SNI.
@@ -52,9 +67,16 @@ impl SniResolver {
             None => self
                 .default_domain
                 .as_deref()
-                .and_then(|d| self.store.resolve(d)),
+                .and_then(|d| self.store.resolve(d))
+                .or_else(|| self.fallback.clone()),
         }
     }
+}
+
+/// A self-signed certificate, generated at start, for TLS clients that send no SNI while no
+/// `default_sni` certificate is there.
+pub fn fallback_certificate() -> Result<CertMaterial, CertError> {
+    CertMaterial::self_signed(FALLBACK_NAME)
 }
 
 impl ResolvesServerCert for SniResolver {

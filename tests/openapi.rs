@@ -171,10 +171,16 @@ async fn statuses_bodies_errors_and_security_are_described() {
     // Integer ranges as the API reads them: a u32 is not an int32.
     let schemas = &doc["components"]["schemas"];
     for schema in ["NewBackend", "BackendPatch", "BackendRecord"] {
-        let max_conn = &schemas[schema]["properties"]["max_connections"];
+        // BackendRecord's own fields sit beside its flattened protocol settings (allOf).
+        let own = &schemas[schema];
+        let own = own["allOf"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["properties"].is_object()))
+            .unwrap_or(own);
+        let max_conn = &own["properties"]["max_connections"];
         assert_eq!(max_conn["maximum"], u32::MAX, "{schema}: {max_conn}");
         assert_ne!(max_conn["format"], "int32", "{schema}: {max_conn}");
-        let tags = &schemas[schema]["properties"]["tags"];
+        let tags = &own["properties"]["tags"];
         assert_eq!(
             tags["uniqueItems"], true,
             "{schema}: a tag is listed once: {tags}"

@@ -1,7 +1,7 @@
 //! The typed change vocabulary: what the API asks of the registry, replayed the same way by
 //! persistence and tests. Inputs carry raw values; the registry validates them.
 
-use crate::model::{BackendRecord, DomainRecord, LbPolicy};
+use crate::model::{BackendProtocol, BackendRecord, DomainRecord, HealthCheck, LbPolicy};
 use crate::upstream::HealthReading;
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +67,7 @@ pub struct SwitchRequest {
 }
 
 /// A new backend (`POST /api/v1/backends`).
-#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBackend {
     /// Unique id.
@@ -94,6 +94,21 @@ pub struct NewBackend {
     #[serde(default)]
     #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
+    /// `http1` (default), `h2c` or `https`.
+    #[serde(default)]
+    pub protocol: Option<BackendProtocol>,
+    /// SNI and verified name for `https`; default: the host of `address`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Verify the backend's certificate (default true).
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
+    /// Extra trust roots (PEM file) for `https`.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// `http` (default), `grpc` or `tcp`.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// A partial backend update (`PUT /api/v1/backends/{id}`).
@@ -122,6 +137,23 @@ pub struct BackendPatch {
     #[serde(default)]
     #[schema(maximum = 4294967295_u64)]
     pub max_connections: Option<u32>,
+    /// New protocol.
+    #[serde(default)]
+    pub protocol: Option<BackendProtocol>,
+    /// New TLS server name; `null` goes back to the host of the address.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub tls_server_name: Option<Option<String>>,
+    /// Verify the certificate or not.
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
+    /// New extra trust roots; `null` removes them.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub tls_ca_file: Option<Option<String>>,
+    /// New probe kind.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// A traffic split (`POST /api/v1/domains/{domain}/split`).

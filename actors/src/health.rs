@@ -1,11 +1,13 @@
-//! Active health checking: one HealthProbeActor per backend sends `GET <path>` every interval and
-//! reports each outcome as a [`ProbeReport`] through a reference that accepts nothing else; its
-//! supervisor applies the report to the backend's health word.
+//! Active health checking: one HealthProbeActor per backend probes it every interval in its own
+//! protocol ([`probe`]) and reports each outcome as a [`ProbeReport`] through a reference that
+//! accepts nothing else; its supervisor applies the report to the backend's health word.
+
+mod grpc;
+mod probe;
+
+pub use probe::probe_once;
 
 use crate::upstream::{Thresholds, UpstreamBackend};
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +23,7 @@ pub struct HealthSettings {
     pub unhealthy_threshold: u32,
     /// Consecutive successes that make it healthy again.
     pub healthy_threshold: u32,
-    /// Probed path.
+    /// Path of the `http` probe.
     pub path: String,
 }
 
@@ -52,37 +54,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Sends one `GET path` to `target`; `Ok` with the status, or why it failed.
-pub async fn probe_once(
-    target: &UpstreamBackend,
-    host: &str,
-    s: &HealthSettings,
-) -> Result<u16, String> {
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect(target.addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(s.path.as_str())
-            .header(hyper::header::HOST, host)
-            .header(hyper::header::USER_AGENT, "pingora-vhost-health")
-            .header(hyper::header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        Ok(resp.status().as_u16())
-    };
-    tokio::time::timeout(s.timeout, attempt)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {:?}", s.timeout)))
 }
 
 // === HealthProbeActor ===
@@ -159,12 +130,7 @@ impl Actor for HealthProbeActor {
         match msg {
             ProbeMsg::Tick => {
                 let a = &state.args;
-                let outcome = probe_once(&a.target, &a.host, &a.settings).await;
-                let result = match outcome {
-                    Ok(code) if (200..400).contains(&code) => Ok(()),
-                    Ok(code) => Err(format!("{} answered {code}", a.settings.path)),
-                    Err(e) => Err(e),
-                };
+                let result = probe_once(&a.target, &a.host, &a.settings).await;
                 a.report_to.send_message(ProbeReport {
                     target: Arc::clone(&a.target),
                     result,

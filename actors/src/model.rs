@@ -1,5 +1,11 @@
 //! The domain model: validated names, virtual hosts and backends as the registry keeps them.
 
+mod transport;
+
+pub use transport::{
+    address_host, check_server_name, BackendProtocol, HealthCheck, TransportSettings,
+};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -312,6 +318,9 @@ pub struct BackendRecord {
     #[serde(default)]
     #[schema(required = true, maximum = 4294967295_u64)]
     pub max_connections: u32,
+    /// Protocol, TLS settings and probe kind.
+    #[serde(flatten)]
+    pub transport: TransportSettings,
 }
 
 /// The default backend weight.
@@ -323,6 +332,13 @@ impl BackendRecord {
     /// Whether the backend carries `tag`.
     pub fn has_tag(&self, tag: &Tag) -> bool {
         self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The record as the API shows it: the server name filled in when it is the default.
+    pub fn with_defaults_shown(&self) -> Self {
+        let mut shown = self.clone();
+        shown.transport.tls_server_name = Some(self.transport.server_name(&self.address));
+        shown
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod actor;
 mod commands;
 mod error;
+mod live;
 mod rollouts;
 #[cfg(test)]
 mod tests;
@@ -19,9 +20,10 @@ use crate::model::{
 use crate::rollout::{Change, HISTORY_LIMIT};
 use crate::routing::{BackendPool, Policy, PoolMember, Route, RouteTable, Split};
 use crate::store::PersistedState;
-use crate::upstream::UpstreamBackend;
+use crate::upstream::{load_ca_file, PeerPreparer, UpstreamBackend};
 pub use commands::check_policy;
 use error::invalid;
+use live::Preparer;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct Registry {
     now_ms: i64,
     /// The proxy's own listeners and admin API: never a backend (a request would loop back).
     own_addresses: Vec<SocketAddr>,
+    /// Builds the proxy's peer template of each live backend.
+    preparer: Preparer,
 }
 
 /// Entries as they were before the last command changed them.
@@ -96,25 +100,54 @@ impl Registry {
     /// answers 503, and a backend whose host name does not resolve now starts unhealthy and is
     /// resolved again later ([`Registry::unresolved`]).
     pub fn from_state(state: PersistedState) -> Result<Self, Vec<String>> {
+        Self::from_state_with(state, Arc::new(crate::upstream::NoPeer))
+    }
+
+    /// [`Registry::from_state`], with the proxy's builder of peer templates.
+    pub fn from_state_with(
+        state: PersistedState,
+        preparer: Arc<dyn PeerPreparer>,
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            preparer: Preparer(preparer),
+            ..Registry::default()
+        };
         for b in state.backends {
             if let Err(e) = check_tags(&b.tags).and_then(|_| check_weight(b.weight)) {
                 errors.push(format!("backend '{}': {e}", b.id));
             }
+            let transport_ok = b
+                .transport
+                .check()
+                .map_err(|e| errors.push(format!("backend '{}': {e}", b.id)))
+                .is_ok();
+            // Read here, at start: nothing else runs yet.
+            let ca = match b.transport.tls_ca_file.as_deref().map(load_ca_file) {
+                Some(Err(e)) => {
+                    errors.push(format!("backend '{}': {e}", b.id));
+                    None
+                }
+                Some(Ok(ca)) => Some(ca),
+                None => None,
+            };
             let upstream = match (check_address_shape(&b.address), resolve_address(&b.address)) {
                 (Err(e), _) => {
                     errors.push(format!("backend '{}': {e}", b.id));
                     None
                 }
-                (Ok(()), Ok(addr)) => Some(UpstreamBackend::new(b.id.as_str(), addr)),
-                (Ok(()), Err(_)) => Some(UpstreamBackend::unresolved(
+                (Ok(()), Ok(_)) if !transport_ok => None,
+                (Ok(()), Ok(addr)) => reg
+                    .live_backend(&b, addr, ca.as_ref())
+                    .map_err(|e| errors.push(format!("backend '{}': {e}", b.id)))
+                    .ok(),
+                (Ok(()), Err(_)) => Some(Arc::new(UpstreamBackend::unresolved(
                     b.id.as_str(),
                     address_port(&b.address),
-                )),
+                ))),
             };
             if let Some(u) = upstream {
-                reg.upstreams.insert(b.id.clone(), Arc::new(u));
+                reg.upstreams.insert(b.id.clone(), u);
             }
             if reg.backends.insert(b.id.clone(), b.clone()).is_some() {
                 errors.push(format!("backend id '{}' is used twice", b.id));
@@ -165,10 +198,22 @@ impl Registry {
             return None;
         }
         let tags: Vec<Tag> = record.tags.clone();
-        self.upstreams.insert(
-            id.clone(),
-            Arc::new(UpstreamBackend::new(id.as_str(), addr)),
-        );
+        // A rare event (a host name that did not resolve at start): the CA file is read here.
+        let live = record
+            .transport
+            .tls_ca_file
+            .as_deref()
+            .map(load_ca_file)
+            .transpose()
+            .and_then(|ca| self.live_backend(record, addr, ca.as_ref()));
+        let live = match live {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(backend = %id, error = %e, "backend resolves now but cannot be used");
+                return None;
+            }
+        };
+        self.upstreams.insert(id.clone(), live);
         let mut effects = Effects {
             republish: self
                 .domains_on(&tags.iter().collect::<Vec<_>>())
@@ -391,7 +436,7 @@ impl Registry {
     fn view(&self, b: &BackendRecord) -> BackendView {
         let upstream = &self.upstreams[&b.id];
         BackendView {
-            backend: b.clone(),
+            backend: b.with_defaults_shown(),
             health: upstream.health.read().into(),
             in_flight: upstream.in_flight(),
         }

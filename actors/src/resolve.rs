@@ -1,18 +1,24 @@
-//! Backend host names resolved before a command reaches the registry, so that applying a
-//! command is pure: no DNS on the registry's runtime, the same answer for the same input.
+//! Backend host names resolved, and CA files read, before a command reaches the registry, so
+//! that applying a command is pure: no DNS or file I/O on the registry's runtime, the same
+//! answer for the same input.
 
 use crate::command::Command;
 use crate::model::{check_address_shape, resolve_address};
+use crate::upstream::{load_ca_file, Roots};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-/// What each host-name address of a command resolved to. IP literals need no entry.
+/// What each host-name address of a command resolved to (IP literals need no entry), and what
+/// each CA file it names holds.
 #[derive(Clone, Debug, Default)]
-pub struct Resolutions(HashMap<String, Result<SocketAddr, String>>);
+pub struct Resolutions(
+    HashMap<String, Result<SocketAddr, String>>,
+    HashMap<String, Result<Roots, String>>,
+);
 
 impl Resolutions {
-    /// Resolves every host-name address `cmd` names, off the caller's runtime (tokio runs the
-    /// system resolver on its blocking pool).
+    /// Resolves every host-name address `cmd` names and reads every CA file, off the caller's
+    /// runtime (tokio runs the system resolver and the reads on its blocking pool).
     pub async fn of(cmd: &Command) -> Self {
         let mut out = HashMap::new();
         for address in addresses(cmd) {
@@ -20,7 +26,23 @@ impl Resolutions {
                 out.insert(address.to_string(), lookup(address).await);
             }
         }
-        Self(out)
+        let mut cas = HashMap::new();
+        for path in ca_files(cmd) {
+            let owned = path.to_string();
+            let read = tokio::task::spawn_blocking(move || load_ca_file(&owned))
+                .await
+                .unwrap_or_else(|e| Err(format!("tls_ca_file '{path}' could not be read: {e}")));
+            cas.insert(path.to_string(), read);
+        }
+        Self(out, cas)
+    }
+
+    /// The certificates of a CA file the command named.
+    pub fn ca_file(&self, path: &str) -> Result<Roots, String> {
+        self.1
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("tls_ca_file '{path}' was not read")))
     }
 
     /// The socket address for `address`: parsed when it is an IP literal, else as resolved.
@@ -40,6 +62,19 @@ fn addresses(cmd: &Command) -> Vec<&str> {
     match cmd {
         Command::AddBackend(new) => vec![new.address.as_str()],
         Command::UpdateBackend(_, patch) => patch.address.as_deref().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn ca_files(cmd: &Command) -> Vec<&str> {
+    match cmd {
+        Command::AddBackend(new) => new.tls_ca_file.as_deref().into_iter().collect(),
+        Command::UpdateBackend(_, patch) => patch
+            .tls_ca_file
+            .as_ref()
+            .and_then(|f| f.as_deref())
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -66,8 +101,7 @@ mod tests {
             id: "b".into(),
             address: address.into(),
             tags: vec!["a".into()],
-            weight: None,
-            max_connections: None,
+            ..NewBackend::default()
         })
     }
 

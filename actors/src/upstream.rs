@@ -5,6 +5,11 @@
 
 #[cfg(test)]
 mod tests;
+mod transport;
+
+pub use transport::{
+    load_ca_file, system_roots, NoPeer, PeerPreparer, PeerTemplate, Roots, TlsTarget, Transport,
+};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -245,6 +250,10 @@ pub struct UpstreamBackend {
     /// Requests holding a slot here (see [`crate::routing::Lease`]). Next to the health word:
     /// a pick reads both, and one cache line per backend keeps a least-connections scan short.
     in_flight: AtomicU32,
+    /// Protocol and TLS settings, loaded and checked.
+    pub transport: Arc<Transport>,
+    /// The proxy's connection template, built when this value was.
+    pub peer: PeerTemplate,
     /// False for a backend whose host name did not resolve: it takes no traffic and is not
     /// probed until a later resolution replaces it.
     resolved: bool,
@@ -258,8 +267,17 @@ impl UpstreamBackend {
             addr,
             health: BackendHealth::default(),
             in_flight: AtomicU32::new(0),
+            transport: Transport::http1(),
+            peer: Arc::new(()),
             resolved: true,
         }
+    }
+
+    /// The backend reached with `transport`, through the proxy's `peer` template.
+    pub fn with_transport(mut self, transport: Arc<Transport>, peer: PeerTemplate) -> Self {
+        self.transport = transport;
+        self.peer = peer;
+        self
     }
 
     /// A backend whose host name does not resolve (yet): unhealthy, with no address to use.
@@ -273,6 +291,8 @@ impl UpstreamBackend {
             addr: SocketAddr::from(([0, 0, 0, 0], port)),
             health,
             in_flight: AtomicU32::new(0),
+            transport: Transport::http1(),
+            peer: Arc::new(()),
             resolved: false,
         }
     }

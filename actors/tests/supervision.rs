@@ -82,8 +82,7 @@ async fn crashed_probe_is_restarted_and_probing_resumes() {
         id: "b1".into(),
         address: addr.to_string(),
         tags: vec!["a".into()],
-        weight: None,
-        max_connections: None,
+        ..NewBackend::default()
     });
     call_t!(registry, RegistryMsg::Apply, 2000, add)
         .unwrap()

@@ -30,6 +30,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Drain time on SIGTERM.
     pub grace_period: Duration,
+    /// The domain whose certificate a TLS client without SNI gets.
+    pub default_sni: Option<DomainName>,
+    /// HTTP/2 by prior knowledge on the plain listener.
+    pub h2c: bool,
     /// State file.
     pub state_path: PathBuf,
     /// Logging.

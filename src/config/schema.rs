@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
-use vhost_actors::model::LbPolicy;
+use vhost_actors::model::{BackendProtocol, HealthCheck, LbPolicy};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +42,9 @@ pub(super) struct ProxySection {
     pub(super) admin_token: Option<String>,
     #[serde(default = "default_grace")]
     pub(super) grace_period_secs: u64,
+    pub(super) default_sni: Option<String>,
+    #[serde(default)]
+    pub(super) h2c: bool,
 }
 
 impl Default for ProxySection {
@@ -53,6 +56,8 @@ impl Default for ProxySection {
             threads: default_threads(),
             admin_token: None,
             grace_period_secs: default_grace(),
+            default_sni: None,
+            h2c: false,
         }
     }
 }
@@ -319,4 +324,12 @@ pub(super) struct BackendSection {
     pub(super) weight: u32,
     #[serde(default)]
     pub(super) max_connections: u32,
+    #[serde(default)]
+    pub(super) protocol: BackendProtocol,
+    pub(super) tls_server_name: Option<String>,
+    #[serde(default = "yes")]
+    pub(super) tls_verify: bool,
+    pub(super) tls_ca_file: Option<String>,
+    #[serde(default)]
+    pub(super) health_check: HealthCheck,
 }

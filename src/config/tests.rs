@@ -263,3 +263,5 @@ fn metrics_listen_on_loopback_unless_told_otherwise() {
     let c = parse(&format!("{MINIMAL}\n[metrics]\nenabled = false\n")).unwrap();
     assert_eq!(c.metrics_addr, None);
 }
+
+mod protocols;

@@ -16,10 +16,11 @@ use std::time::Duration;
 use vhost_actors::health::HealthSettings;
 use vhost_actors::model::{
     check_address_shape, check_tags, check_weight, BackendId, BackendRecord, DomainName,
-    DomainRecord, Tag,
+    DomainRecord, Tag, TransportSettings,
 };
 use vhost_actors::registry::check_policy;
 use vhost_actors::store::PersistedState;
+use vhost_actors::upstream::load_ca_file;
 
 /// The longest drain on SIGTERM or upgrade: longer waits only hide a stuck process.
 const MAX_GRACE_SECS: u64 = 3600;
@@ -44,6 +45,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
     let limits = limits(&f.limits, &mut errs);
     let backends = backends(&f.backends, &listeners, &mut errs);
     let domains = virtual_hosts(&f.virtual_hosts, &backends, &mut errs);
+    let default_sni = default_sni(f.proxy.default_sni.as_deref(), &domains, &mut errs);
 
     let admin_addr = match proxy.admin_addr {
         Some(a) if errs.is_empty() => a,
@@ -59,6 +61,8 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
         threads: f.proxy.threads,
         admin_token: proxy.admin_token,
         grace_period: Duration::from_secs(f.proxy.grace_period_secs),
+        default_sni,
+        h2c: f.proxy.h2c,
         state_path: f.state.path,
         logging: f.logging,
         limits,
@@ -149,6 +153,27 @@ fn proxy(p: &ProxySection, env: &Env, errs: &mut Problems) -> ProxyParts {
         listen_http,
         admin_addr,
         admin_token,
+    }
+}
+
+/// `[proxy] default_sni`: one of the configured domains.
+fn default_sni(
+    name: Option<&str>,
+    domains: &[DomainRecord],
+    errs: &mut Problems,
+) -> Option<DomainName> {
+    let key = KeyPath::section("proxy").key("default_sni");
+    let domain = DomainName::parse(name?)
+        .map_err(|e| errs.push(key.clone(), e))
+        .ok()?;
+    if domains.iter().any(|d| d.domain == domain) {
+        Some(domain)
+    } else {
+        errs.push(
+            key,
+            format!("'{domain}' is not a configured domain (no [[virtual_hosts]] entry has it)"),
+        );
+        None
     }
 }
 
@@ -307,6 +332,7 @@ fn backends(
         if let Err(e) = check_weight(b.weight) {
             errs.push(at.key("weight"), e);
         }
+        let transport = transport(b, &at, errs);
         if let Some(id) = id {
             backends.push(BackendRecord {
                 id,
@@ -314,10 +340,33 @@ fn backends(
                 tags,
                 weight: b.weight,
                 max_connections: b.max_connections,
+                transport,
             });
         }
     }
     backends
+}
+
+/// A backend's protocol settings, checked together; its CA file read and parsed.
+fn transport(b: &BackendSection, at: &KeyPath, errs: &mut Problems) -> TransportSettings {
+    let t = TransportSettings {
+        protocol: b.protocol,
+        tls_server_name: b.tls_server_name.clone(),
+        tls_verify: b.tls_verify,
+        tls_ca_file: b.tls_ca_file.clone(),
+        health_check: b.health_check,
+    };
+    match t.check() {
+        Err(e) => errs.push(at.clone(), e),
+        Ok(()) => {
+            if let Some(path) = &t.tls_ca_file {
+                if let Err(e) = load_ca_file(path) {
+                    errs.push(at.key("tls_ca_file"), e);
+                }
+            }
+        }
+    }
+    t
 }
 
 fn virtual_hosts(

@@ -35,6 +35,8 @@ pub struct RequestCtx {
     pub(super) client_ip: Option<IpText>,
     /// Why the request is answered before routing, if it is.
     pub(super) refusal: Option<Refusal>,
+    /// The HTTP status a gRPC error answer (sent as 200) stands for, for metrics and the log.
+    pub(super) grpc_failure: Option<u16>,
     pub(super) body_bytes: u64,
     pub(super) start: Instant,
     /// The tag the answer's sticky cookie names (a split domain's first answer to a client).

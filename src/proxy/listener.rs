@@ -1,7 +1,8 @@
-//! What a listener does with each accepted connection: HTTP/2 goes to Pingora as it is; an
-//! HTTP/1 connection waits for its first byte without an HTTP session (an idle connection costs
-//! little), then runs Pingora's keep-alive loop over a [`ClientStream`] that keeps the head
-//! deadline, the head size limit and the send timeout.
+//! What a listener does with each accepted connection: HTTP/2 (by ALPN, or by prior knowledge
+//! where h2c is on) goes to Pingora as it is; an HTTP/1 connection waits for its first byte
+//! without an HTTP session (an idle connection costs little), then runs Pingora's keep-alive
+//! loop over a [`ClientStream`] that keeps the head deadline, the head size limit and the send
+//! timeout.
 
 use super::client_stream::{ClientLimits, ClientStream};
 use super::VhostProxy;
@@ -44,6 +45,9 @@ impl ServerApp for GuardedProxy {
         if !first_byte(&mut stream, &self.limits, shutdown).await {
             return None;
         }
+        if self.h2c() && h2c_preface(&mut stream).await {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
         let stream: Stream = Box::new(ClientStream::new(stream, self.limits, accepted));
         let mut session = ServerSession::new_http1(stream);
         // The client stream keeps the waits between requests; Pingora's own per-read keep-alive
@@ -66,6 +70,27 @@ impl ServerApp for GuardedProxy {
     async fn cleanup(&self) {
         ServerApp::cleanup(&*self.proxy).await
     }
+}
+
+impl GuardedProxy {
+    fn h2c(&self) -> bool {
+        self.proxy.server_options.as_ref().is_some_and(|o| o.h2c)
+    }
+}
+
+/// The HTTP/2 connection preface a client speaking HTTP/2 by prior knowledge starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the connection starts with the HTTP/2 preface (looked at, not consumed). Pingora's
+/// peek waits for the whole preface, so only a first `P` (`PRI`, or `POST`, `PUT`, `PATCH`)
+/// makes it wait: any HTTP/1.1 request is longer than the preface (it has a `Host` header).
+async fn h2c_preface(stream: &mut Stream) -> bool {
+    let mut first = [0u8; 1];
+    if !matches!(stream.try_peek(&mut first).await, Ok(true)) || first[0] != H2_PREFACE[0] {
+        return false;
+    }
+    let mut buf = [0u8; H2_PREFACE.len()];
+    matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE
 }
 
 /// Waits for a first byte (or for a stream that cannot tell); `false` when the client closed,

@@ -108,8 +108,7 @@ impl ControlPlane {
                 id: id.into(),
                 address: format!("127.0.0.1:{port}"),
                 tags: vec![tag.into()],
-                weight: None,
-                max_connections: None,
+                ..NewBackend::default()
             }))
             .await;
         }

@@ -8,11 +8,12 @@ use crate::command::{
 };
 use crate::model::{
     check_tags, check_weight, BackendId, BackendRecord, DomainName, DomainRecord, LbPolicy, Tag,
+    TransportSettings,
 };
 use crate::resolve::Resolutions;
 use crate::rollout::{ChangeKind, ChangedBy};
 use crate::store::StateChange;
-use crate::upstream::UpstreamBackend;
+use crate::upstream::{load_ca_file, Roots, UpstreamBackend};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -244,19 +245,33 @@ impl Registry {
         if self.backends.contains_key(&id) {
             return Err(Conflict::BackendExists(id).into());
         }
+        let defaults = TransportSettings::default();
+        let transport = TransportSettings {
+            protocol: new.protocol.unwrap_or(defaults.protocol),
+            tls_server_name: new.tls_server_name,
+            tls_verify: new.tls_verify.unwrap_or(defaults.tls_verify),
+            tls_ca_file: new.tls_ca_file,
+            health_check: new.health_check.unwrap_or(defaults.health_check),
+        };
+        transport.check().map_err(invalid)?;
+        let ca = match &transport.tls_ca_file {
+            Some(path) => Some(resolved.ca_file(path).map_err(invalid)?),
+            None => None,
+        };
         let record = BackendRecord {
             id: id.clone(),
             address: new.address,
             tags,
             weight,
             max_connections: new.max_connections.unwrap_or(0),
+            transport,
         };
+        let live = self
+            .live_backend(&record, addr, ca.as_ref())
+            .map_err(invalid)?;
         let mut effects = self.republish_tags(&record.tags.iter().collect::<Vec<_>>());
         effects.probe.push(id.clone());
-        self.put_backend(
-            record.clone(),
-            Some(Arc::new(UpstreamBackend::new(id.as_str(), addr))),
-        );
+        self.put_backend(record.clone(), Some(live));
         Ok((Reply::Backend(self.view(&record)), effects))
     }
 
@@ -269,6 +284,7 @@ impl Registry {
         let old = self.backend_record(id)?.clone();
         let mut record = old.clone();
         let mut new_addr = None;
+        let new_ca = patch_transport(&mut record.transport, &patch);
         if let Some(address) = patch.address {
             if address != old.address {
                 let addr = resolved.get(&address).map_err(invalid)?;
@@ -287,15 +303,37 @@ impl Registry {
         if let Some(m) = patch.max_connections {
             record.max_connections = m;
         }
+        record.transport.check().map_err(invalid)?;
         let dropped: Vec<&Tag> = old.tags.iter().filter(|t| !record.has_tag(t)).collect();
         self.check_not_last(&old, &dropped)?;
+        let current = self.upstreams.get(&old.id).cloned();
+        let rebuild = new_addr.is_some() || record.transport != old.transport;
+        // A backend whose host name has not resolved yet gets its live state when it does.
+        let addr = match (new_addr, &current) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(u)) if rebuild && u.is_resolved() => Some(u.addr),
+            _ => None,
+        };
+        let live = match addr {
+            Some(addr) => {
+                let ca = match (new_ca, &record.transport.tls_ca_file) {
+                    (Some(path), _) => Some(resolved.ca_file(&path).map_err(invalid)?),
+                    (None, Some(path)) => Some(self.current_ca(current.as_deref(), path)?),
+                    (None, None) => None,
+                };
+                Some(
+                    self.live_backend(&record, addr, ca.as_ref())
+                        .map_err(invalid)?,
+                )
+            }
+            None => None,
+        };
         let touched: Vec<&Tag> = old.tags.iter().chain(record.tags.iter()).collect();
         let mut effects = self.republish_tags(&touched);
-        let upstream = new_addr.map(|addr| {
+        if live.is_some() {
             effects.probe.push(record.id.clone());
-            Arc::new(UpstreamBackend::new(record.id.as_str(), addr))
-        });
-        self.put_backend(record.clone(), upstream);
+        }
+        self.put_backend(record.clone(), live);
         Ok((Reply::Backend(self.view(&record)), effects))
     }
 
@@ -344,6 +382,41 @@ impl Registry {
         Effects {
             republish: self.domains_on(tags).cloned().collect(),
             ..Effects::default()
+        }
+    }
+}
+
+/// Applies the protocol fields of `patch`; returns the CA file it names anew, if any.
+fn patch_transport(t: &mut TransportSettings, patch: &BackendPatch) -> Option<String> {
+    if let Some(p) = patch.protocol {
+        t.protocol = p;
+    }
+    if let Some(name) = &patch.tls_server_name {
+        t.tls_server_name = name.clone();
+    }
+    if let Some(v) = patch.tls_verify {
+        t.tls_verify = v;
+    }
+    if let Some(h) = patch.health_check {
+        t.health_check = h;
+    }
+    match &patch.tls_ca_file {
+        Some(file) => {
+            t.tls_ca_file = file.clone();
+            file.clone()
+        }
+        None => None,
+    }
+}
+
+impl Registry {
+    /// The certificates of the CA file a backend keeps: those its live state was built with.
+    fn current_ca(&self, current: Option<&UpstreamBackend>, path: &str) -> Result<Roots> {
+        let kept = current.and_then(|u| u.transport.tls.as_ref()?.ca.clone());
+        match kept {
+            Some(ca) => Ok(ca),
+            // It was not https before: read the file now (a small local file, rarely).
+            None => load_ca_file(path).map_err(invalid),
         }
     }
 }

@@ -12,8 +12,7 @@ fn backend(id: &str, port: u16, tags: &[&str]) -> Command {
         id: id.into(),
         address: format!("127.0.0.1:{port}"),
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        weight: None,
-        max_connections: None,
+        ..NewBackend::default()
     })
 }
 
@@ -206,7 +205,7 @@ fn invalid_backends_are_rejected() {
         address: "127.0.0.1:1".into(),
         tags: vec!["a".into()],
         weight: Some(0),
-        max_connections: None,
+        ..NewBackend::default()
     };
     assert!(r.apply(Command::AddBackend(nb.clone())).is_err());
     nb.address = "nohost".into();
@@ -401,3 +400,5 @@ fn last_changes_name_every_touched_record() {
     replayed.apply(changes);
     assert_eq!(replayed, r.state());
 }
+
+mod transport;

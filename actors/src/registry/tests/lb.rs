@@ -116,8 +116,8 @@ fn max_connections_is_published_and_changes_apply() {
         id: "c1".into(),
         address: "127.0.0.1:3100".into(),
         tags: vec!["a".into()],
-        weight: None,
         max_connections: Some(1),
+        ..NewBackend::default()
     }))
     .unwrap();
     r.apply(domain("cap.test", "a")).unwrap();
@@ -158,7 +158,7 @@ fn weights_out_of_range_are_refused() {
                 address: "127.0.0.1:3200".into(),
                 tags: vec!["a".into()],
                 weight: Some(w),
-                max_connections: None,
+                ..NewBackend::default()
             }),
         );
         assert!(e.contains("weight"), "{e}");

@@ -1,0 +1,43 @@
+//! The live state the registry makes for a backend: its transport, loaded and checked, and the
+//! proxy's peer template for it, both built here, once, instead of per request.
+
+use super::Registry;
+use crate::model::BackendRecord;
+use crate::upstream::{NoPeer, PeerPreparer, Roots, Transport, UpstreamBackend};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The proxy's builder of peer templates (an empty one without a proxy).
+#[derive(Clone)]
+pub(super) struct Preparer(pub(super) Arc<dyn PeerPreparer>);
+
+impl Default for Preparer {
+    fn default() -> Self {
+        Self(Arc::new(NoPeer))
+    }
+}
+
+impl fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Registry {
+    /// The live state of `record` at `addr`, with unknown health; `ca` holds the certificates
+    /// of its `tls_ca_file`, already read.
+    pub(super) fn live_backend(
+        &self,
+        record: &BackendRecord,
+        addr: SocketAddr,
+        ca: Option<&Roots>,
+    ) -> Result<Arc<UpstreamBackend>, String> {
+        let transport = Transport::build(&record.transport, &record.address, ca)?;
+        let peer = self.preparer.0.prepare(addr, &transport)?;
+        Ok(Arc::new(
+            UpstreamBackend::new(record.id.as_str(), addr)
+                .with_transport(Arc::new(transport), peer),
+        ))
+    }
+}

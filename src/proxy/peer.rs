@@ -1,0 +1,96 @@
+//! The Pingora peer of each backend, built once when the registry publishes the backend (its
+//! protocol, TLS name, verification and trust roots, timeouts), and the per-request copy of it.
+
+use crate::config::Limits;
+use pingora::prelude::*;
+use pingora::upstreams::peer::ALPN;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use vhost_actors::model::BackendProtocol;
+use vhost_actors::upstream::{PeerPreparer, PeerTemplate, Transport, UpstreamBackend};
+
+/// Concurrent streams one upstream HTTP/2 connection carries before another is opened (Pingora's
+/// default is one, which would open a connection per request). The backend's own
+/// SETTINGS_MAX_CONCURRENT_STREAMS still applies: a stream over it waits for a slot.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// Builds each backend's [`HttpPeer`] template for the registry.
+#[derive(Debug)]
+pub struct PeerBuilder {
+    limits: Limits,
+}
+
+impl PeerBuilder {
+    /// Templates with the configured upstream timeouts.
+    pub fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self { limits })
+    }
+}
+
+impl PeerPreparer for PeerBuilder {
+    fn prepare(&self, addr: SocketAddr, t: &Transport) -> Result<PeerTemplate, String> {
+        Ok(Arc::new(template(addr, t, &self.limits)?))
+    }
+}
+
+/// The peer of a backend at `addr` reached with `t`.
+fn template(addr: SocketAddr, t: &Transport, limits: &Limits) -> Result<HttpPeer, String> {
+    let mut peer = match &t.tls {
+        Some(tls) => HttpPeer::new(addr, true, tls.server_name.clone()),
+        None => HttpPeer::new(addr, false, String::new()),
+    };
+    let o = &mut peer.options;
+    o.connection_timeout = Some(limits.upstream_connect_timeout);
+    o.read_timeout = Some(limits.upstream_read_timeout);
+    o.idle_timeout = Some(limits.client_idle_timeout);
+    match t.protocol {
+        BackendProtocol::Http1 => {}
+        BackendProtocol::H2c => {
+            // HTTP/2 only: over plain TCP there is no ALPN, so Pingora takes it on trust.
+            o.alpn = ALPN::H2;
+            o.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+        BackendProtocol::Https => {
+            o.alpn = ALPN::H2H1;
+            o.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+    }
+    if let Some(tls) = &t.tls {
+        // Pingora verifies chain and name unless told not to; a failure is a connect failure.
+        o.verify_cert = tls.verify;
+        o.verify_hostname = tls.verify;
+        if let Some(roots) = &tls.roots {
+            let ca: Vec<WrappedX509> = roots
+                .iter()
+                .map(|der| {
+                    // Pingora's parser panics on a certificate it cannot read: check first.
+                    x509_parser::parse_x509_certificate(der)
+                        .map_err(|e| format!("a trust root does not parse: {e}"))?;
+                    Ok(WrappedX509::new(der.to_vec(), parse_x509))
+                })
+                .collect::<Result<_, String>>()?;
+            o.ca = Some(Arc::from(ca));
+        }
+    }
+    Ok(peer)
+}
+
+/// The peer for one request to `backend`: a copy of its template. A WebSocket (HTTP/1.1
+/// upgrade) request to an `https` backend offers only http/1.1, since the upgrade does not
+/// exist in HTTP/2.
+pub fn for_request(backend: &UpstreamBackend, upgrade: bool, limits: &Limits) -> Box<HttpPeer> {
+    let mut peer = match backend.peer.downcast_ref::<HttpPeer>() {
+        Some(template) => template.clone(),
+        // Only a backend without a published transport (not routable) lacks one.
+        None => template(backend.addr, &Transport::default(), limits)
+            .expect("a plain HTTP/1.1 peer needs nothing that can fail"),
+    };
+    if upgrade && peer.options.alpn == ALPN::H2H1 {
+        peer.options.alpn = ALPN::H1;
+    }
+    Box::new(peer)
+}
+
+#[cfg(test)]
+mod tests;
