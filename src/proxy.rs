@@ -106,6 +106,7 @@ impl ProxyHttp for VhostProxy {
             client_ip: None,
             refusal: None,
             grpc_failure: None,
+            opening: None,
             body_bytes: 0,
             start: Instant::now(),
             sticky_tag: None,
@@ -190,7 +191,9 @@ impl ProxyHttp for VhostProxy {
         let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {
             return Error::e_explain(HTTPStatus(503), "no backend available");
         };
-        let peer = peer::for_request(&backend, session.is_upgrade_req(), &self.opts.limits);
+        let (peer, opening) =
+            peer::for_request(&backend, session.is_upgrade_req(), &self.opts.limits).await;
+        ctx.opening = opening;
         if ctx.attempts > 0 {
             route.metrics.record_retry();
         }
@@ -209,6 +212,10 @@ impl ProxyHttp for VhostProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(b) = &ctx.backend {
+            peer::lost(b);
+        }
+        ctx.opening = None;
         self.record_failure(ctx);
         let another = ctx
             .route
@@ -240,6 +247,23 @@ impl ProxyHttp for VhostProxy {
             e.retry.decide_reuse(client_reused);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = &ctx.backend {
+            peer::connected(b);
+        }
+        ctx.opening = None;
+        Ok(())
     }
 
     async fn upstream_response_filter(

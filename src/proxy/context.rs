@@ -37,6 +37,8 @@ pub struct RequestCtx {
     pub(super) refusal: Option<Refusal>,
     /// The HTTP status a gRPC error answer (sent as 200) stands for, for metrics and the log.
     pub(super) grpc_failure: Option<u16>,
+    /// Held while this request opens its HTTP/2 backend's first connection.
+    pub(super) opening: Option<super::peer::Opening>,
     pub(super) body_bytes: u64,
     pub(super) start: Instant,
     /// The tag the answer's sticky cookie names (a split domain's first answer to a client).

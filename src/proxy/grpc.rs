@@ -1,10 +1,12 @@
 //! The proxy's own error answers to gRPC clients: a gRPC client reads an HTML or text 502 as a
-//! broken transport, so it gets a trailers-only answer (HTTP 200, `content-type:
-//! application/grpc`, `grpc-status`, `grpc-message`) with the code gRPC maps that HTTP status to.
+//! broken transport, so it gets HTTP 200 with `content-type: application/grpc` and no message,
+//! its `grpc-status` (the code gRPC maps that HTTP status to) and `grpc-message` in trailers.
 
-use http::header;
+use http::header::{self, HeaderValue};
+use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::HttpTask;
 
 /// `UNAVAILABLE`: the status of a backend that is down or does not answer; clients retry it.
 const UNAVAILABLE: u16 = 14;
@@ -35,14 +37,32 @@ pub fn code_for(http_status: u16) -> u16 {
     }
 }
 
-/// Answers a gRPC call with the error the proxy would have given as `http_status`, trailers
-/// only: one HEADERS frame that ends the stream.
+/// Answers a gRPC call with the error the proxy would have given as `http_status`. Over HTTP/2
+/// the status goes in a trailers frame after the headers, the shape every gRPC client reads
+/// (Pingora cannot end a stream on its HEADERS frame, which a trailers-only answer needs); over
+/// HTTP/1.1, which has no trailers here, in the headers.
 pub async fn respond_error(session: &mut Session, http_status: u16, why: &str) -> Result<()> {
+    let mut status = HeaderMap::with_capacity(2);
+    status.insert("grpc-status", HeaderValue::from(code_for(http_status)));
+    let message = HeaderValue::from_str(&message(why))
+        .or_err(InternalError, "grpc-message is visible ASCII")?;
+    status.insert("grpc-message", message);
     let mut resp = ResponseHeader::build(200, Some(3))?;
     resp.insert_header(header::CONTENT_TYPE, "application/grpc")?;
-    resp.insert_header("grpc-status", code_for(http_status).to_string())?;
-    resp.insert_header("grpc-message", message(why))?;
-    session.write_response_header(Box::new(resp), true).await
+    if !session.as_downstream().is_http2() {
+        for (name, value) in &status {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
+        resp.insert_header(header::CONTENT_LENGTH, 0)?;
+        return session.write_response_header(Box::new(resp), true).await;
+    }
+    session
+        .write_response_tasks(vec![
+            HttpTask::Header(Box::new(resp), false),
+            HttpTask::Trailer(Some(Box::new(status))),
+        ])
+        .await
+        .map(|_| ())
 }
 
 /// A `grpc-message` value: the text percent-encoded outside printable ASCII (and `%`), with the

@@ -1,7 +1,12 @@
 //! The Pingora peer of each backend, built once when the registry publishes the backend (its
 //! protocol, TLS name, verification and trust roots, timeouts), and the per-request copy of it.
 
+mod first_connection;
+
+pub use first_connection::Opening;
+
 use crate::config::Limits;
+use first_connection::FirstConnection;
 use pingora::prelude::*;
 use pingora::upstreams::peer::ALPN;
 use pingora::utils::tls::{parse_x509, WrappedX509};
@@ -30,8 +35,18 @@ impl PeerBuilder {
 
 impl PeerPreparer for PeerBuilder {
     fn prepare(&self, addr: SocketAddr, t: &Transport) -> Result<PeerTemplate, String> {
-        Ok(Arc::new(template(addr, t, &self.limits)?))
+        let peer = template(addr, t, &self.limits)?;
+        let first = (t.protocol != BackendProtocol::Http1)
+            .then(|| FirstConnection::new(self.limits.client_idle_timeout));
+        Ok(Arc::new(Prepared { peer, first }))
     }
+}
+
+/// What the proxy keeps for one backend.
+struct Prepared {
+    peer: HttpPeer,
+    /// For backends that may speak HTTP/2: their streams share connections.
+    first: Option<FirstConnection>,
 }
 
 /// The peer of a backend at `addr` reached with `t`.
@@ -79,17 +94,50 @@ fn template(addr: SocketAddr, t: &Transport, limits: &Limits) -> Result<HttpPeer
 /// The peer for one request to `backend`: a copy of its template. A WebSocket (HTTP/1.1
 /// upgrade) request to an `https` backend offers only http/1.1, since the upgrade does not
 /// exist in HTTP/2.
-pub fn for_request(backend: &UpstreamBackend, upgrade: bool, limits: &Limits) -> Box<HttpPeer> {
-    let mut peer = match backend.peer.downcast_ref::<HttpPeer>() {
-        Some(template) => template.clone(),
-        // Only a backend without a published transport (not routable) lacks one.
-        None => template(backend.addr, &Transport::default(), limits)
-            .expect("a plain HTTP/1.1 peer needs nothing that can fail"),
+///
+/// While an HTTP/2 backend has no connection, one request opens it and the others wait here
+/// (at most the connect timeout) to share it: Pingora's pool hands out only connections that
+/// exist, so a burst of 100 streams would otherwise open about half as many connections. The
+/// opener gets the [`Opening`] to hold until [`connected`] or a failure.
+pub async fn for_request(
+    backend: &UpstreamBackend,
+    upgrade: bool,
+    limits: &Limits,
+) -> (Box<HttpPeer>, Option<Opening>) {
+    let Some(prepared) = backend.peer.downcast_ref::<Prepared>() else {
+        // Only a backend without a published transport (not routable) lacks a template.
+        let peer = template(backend.addr, &Transport::default(), limits)
+            .expect("a plain HTTP/1.1 peer needs nothing that can fail");
+        return (Box::new(peer), None);
     };
+    let mut peer = prepared.peer.clone();
     if upgrade && peer.options.alpn == ALPN::H2H1 {
         peer.options.alpn = ALPN::H1;
+        return (Box::new(peer), None);
     }
-    Box::new(peer)
+    let opening = match &prepared.first {
+        Some(first) => first.wait(limits.upstream_connect_timeout).await,
+        None => None,
+    };
+    (Box::new(peer), opening)
+}
+
+/// A request to `backend` has its connection: the ones waiting may share it.
+pub fn connected(backend: &UpstreamBackend) {
+    if let Some(first) = first_connection(backend) {
+        first.connected();
+    }
+}
+
+/// A connection to `backend` failed: the next requests wait for a new one again.
+pub fn lost(backend: &UpstreamBackend) {
+    if let Some(first) = first_connection(backend) {
+        first.lost();
+    }
+}
+
+fn first_connection(backend: &UpstreamBackend) -> Option<&FirstConnection> {
+    backend.peer.downcast_ref::<Prepared>()?.first.as_ref()
 }
 
 #[cfg(test)]

@@ -29,13 +29,18 @@ fn backend(
     UpstreamBackend::new("b", addr).with_transport(Arc::new(transport), peer)
 }
 
-#[test]
-fn each_protocol_gets_its_alpn_and_streams() {
-    let plain = for_request(
-        &backend(TransportSettings::default(), None),
-        false,
-        &limits(),
-    );
+/// The peer for a request that opens no connection of its own.
+async fn peer_for(b: &UpstreamBackend, upgrade: bool) -> Box<HttpPeer> {
+    let (peer, opening) = for_request(b, upgrade, &limits()).await;
+    if opening.is_some() {
+        connected(b);
+    }
+    peer
+}
+
+#[tokio::test]
+async fn each_protocol_gets_its_alpn_and_streams() {
+    let plain = peer_for(&backend(TransportSettings::default(), None), false).await;
     assert!(!plain.is_tls());
     assert_eq!(plain.options.alpn, ALPN::H1);
     assert_eq!(plain.options.read_timeout, Some(Duration::from_secs(7)));
@@ -44,7 +49,7 @@ fn each_protocol_gets_its_alpn_and_streams() {
         protocol: BackendProtocol::H2c,
         ..TransportSettings::default()
     };
-    let h2c = for_request(&backend(h2c, None), false, &limits());
+    let h2c = peer_for(&backend(h2c, None), false).await;
     assert!(!h2c.is_tls());
     assert_eq!(h2c.options.alpn, ALPN::H2);
     assert_eq!(h2c.options.max_h2_streams, H2_STREAMS_PER_CONNECTION);
@@ -55,7 +60,7 @@ fn each_protocol_gets_its_alpn_and_streams() {
         ..TransportSettings::default()
     };
     let b = backend(https, None);
-    let peer = for_request(&b, false, &limits());
+    let peer = peer_for(&b, false).await;
     assert!(peer.is_tls());
     assert_eq!(peer.sni, "api.example.net");
     assert_eq!(peer.options.alpn, ALPN::H2H1);
@@ -64,12 +69,12 @@ fn each_protocol_gets_its_alpn_and_streams() {
         peer.options.ca.is_none(),
         "system roots: the connector's own"
     );
-    let ws = for_request(&b, true, &limits());
+    let ws = peer_for(&b, true).await;
     assert_eq!(ws.options.alpn, ALPN::H1, "an upgrade needs HTTP/1.1");
 }
 
-#[test]
-fn an_https_backend_with_a_ca_file_trusts_it_beside_the_system_roots() {
+#[tokio::test]
+async fn an_https_backend_with_a_ca_file_trusts_it_beside_the_system_roots() {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -81,7 +86,7 @@ fn an_https_backend_with_a_ca_file_trusts_it_beside_the_system_roots() {
         tls_ca_file: Some("ca.pem".into()),
         ..TransportSettings::default()
     };
-    let peer = for_request(&backend(settings, Some(&roots)), false, &limits());
+    let peer = peer_for(&backend(settings, Some(&roots)), false).await;
     let trusted = peer.options.ca.as_ref().unwrap();
     assert_eq!(
         trusted.len(),
