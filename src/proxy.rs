@@ -212,9 +212,6 @@ impl ProxyHttp for VhostProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(b) = &ctx.backend {
-            peer::lost(b);
-        }
         ctx.opening = None;
         self.record_failure(ctx);
         let another = ctx
@@ -259,9 +256,6 @@ impl ProxyHttp for VhostProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(b) = &ctx.backend {
-            peer::connected(b);
-        }
         ctx.opening = None;
         Ok(())
     }
@@ -274,6 +268,7 @@ impl ProxyHttp for VhostProxy {
     ) -> Result<()> {
         if let Some(b) = &ctx.backend {
             b.health.record_passive_success();
+            peer::answered(b, upstream_response.version);
         }
         if let Some(tag) = ctx.sticky_tag.take() {
             let cookie = format!("{STICKY_COOKIE}={tag}; Path=/; HttpOnly");

@@ -37,7 +37,7 @@ pub struct RequestCtx {
     pub(super) refusal: Option<Refusal>,
     /// The HTTP status a gRPC error answer (sent as 200) stands for, for metrics and the log.
     pub(super) grpc_failure: Option<u16>,
-    /// Held while this request opens its HTTP/2 backend's first connection.
+    /// Held while this request takes its stream or connection to an HTTP/2 backend.
     pub(super) opening: Option<super::peer::Opening>,
     pub(super) body_bytes: u64,
     pub(super) start: Instant,

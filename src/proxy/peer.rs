@@ -1,12 +1,12 @@
 //! The Pingora peer of each backend, built once when the registry publishes the backend (its
 //! protocol, TLS name, verification and trust roots, timeouts), and the per-request copy of it.
 
-mod first_connection;
+mod gate;
 
-pub use first_connection::Opening;
+pub use gate::Opening;
 
 use crate::config::Limits;
-use first_connection::FirstConnection;
+use gate::ConnectionGate;
 use pingora::prelude::*;
 use pingora::upstreams::peer::ALPN;
 use pingora::utils::tls::{parse_x509, WrappedX509};
@@ -15,10 +15,12 @@ use std::sync::Arc;
 use vhost_actors::model::BackendProtocol;
 use vhost_actors::upstream::{PeerPreparer, PeerTemplate, Transport, UpstreamBackend};
 
-/// Concurrent streams one upstream HTTP/2 connection carries before another is opened (Pingora's
-/// default is one, which would open a connection per request). The backend's own
-/// SETTINGS_MAX_CONCURRENT_STREAMS still applies: a stream over it waits for a slot.
-const H2_STREAMS_PER_CONNECTION: usize = 100;
+/// Concurrent streams one upstream HTTP/2 connection may carry before Pingora opens another
+/// (its default is one: a connection per request). The backend's own
+/// SETTINGS_MAX_CONCURRENT_STREAMS is the real limit (100 to 250 in common servers), so this is
+/// only a ceiling for servers that set none; a ceiling at 100 made bursts of 100 streams open
+/// new connections while the previous burst's streams were still being released.
+const H2_STREAMS_PER_CONNECTION: usize = 1000;
 
 /// Builds each backend's [`HttpPeer`] template for the registry.
 #[derive(Debug)]
@@ -36,9 +38,8 @@ impl PeerBuilder {
 impl PeerPreparer for PeerBuilder {
     fn prepare(&self, addr: SocketAddr, t: &Transport) -> Result<PeerTemplate, String> {
         let peer = template(addr, t, &self.limits)?;
-        let first = (t.protocol != BackendProtocol::Http1)
-            .then(|| FirstConnection::new(self.limits.client_idle_timeout));
-        Ok(Arc::new(Prepared { peer, first }))
+        let gate = (t.protocol != BackendProtocol::Http1).then(ConnectionGate::default);
+        Ok(Arc::new(Prepared { peer, gate }))
     }
 }
 
@@ -46,7 +47,7 @@ impl PeerPreparer for PeerBuilder {
 struct Prepared {
     peer: HttpPeer,
     /// For backends that may speak HTTP/2: their streams share connections.
-    first: Option<FirstConnection>,
+    gate: Option<ConnectionGate>,
 }
 
 /// The peer of a backend at `addr` reached with `t`.
@@ -95,10 +96,9 @@ fn template(addr: SocketAddr, t: &Transport, limits: &Limits) -> Result<HttpPeer
 /// upgrade) request to an `https` backend offers only http/1.1, since the upgrade does not
 /// exist in HTTP/2.
 ///
-/// While an HTTP/2 backend has no connection, one request opens it and the others wait here
-/// (at most the connect timeout) to share it: Pingora's pool hands out only connections that
-/// exist, so a burst of 100 streams would otherwise open about half as many connections. The
-/// opener gets the [`Opening`] to hold until [`connected`] or a failure.
+/// For an HTTP/2 backend the request also waits (at most the connect timeout) for its turn to
+/// take a stream from Pingora's pool ([`gate`]); it holds the [`Opening`] until
+/// `connected_to_upstream` or a connect failure.
 pub async fn for_request(
     backend: &UpstreamBackend,
     upgrade: bool,
@@ -115,29 +115,23 @@ pub async fn for_request(
         peer.options.alpn = ALPN::H1;
         return (Box::new(peer), None);
     }
-    let opening = match &prepared.first {
-        Some(first) => first.wait(limits.upstream_connect_timeout).await,
+    let opening = match &prepared.gate {
+        Some(gate) => gate.enter(limits.upstream_connect_timeout).await,
         None => None,
     };
     (Box::new(peer), opening)
 }
 
-/// A request to `backend` has its connection: the ones waiting may share it.
-pub fn connected(backend: &UpstreamBackend) {
-    if let Some(first) = first_connection(backend) {
-        first.connected();
+/// Records the HTTP version `backend` answered in: an `https` backend that speaks only
+/// HTTP/1.1 needs a connection per request, which must not wait for each other.
+pub fn answered(backend: &UpstreamBackend, version: http::Version) {
+    let gate = backend
+        .peer
+        .downcast_ref::<Prepared>()
+        .and_then(|p| p.gate.as_ref());
+    if let Some(gate) = gate {
+        gate.answered(version == http::Version::HTTP_2);
     }
-}
-
-/// A connection to `backend` failed: the next requests wait for a new one again.
-pub fn lost(backend: &UpstreamBackend) {
-    if let Some(first) = first_connection(backend) {
-        first.lost();
-    }
-}
-
-fn first_connection(backend: &UpstreamBackend) -> Option<&FirstConnection> {
-    backend.peer.downcast_ref::<Prepared>()?.first.as_ref()
 }
 
 #[cfg(test)]

@@ -29,13 +29,9 @@ fn backend(
     UpstreamBackend::new("b", addr).with_transport(Arc::new(transport), peer)
 }
 
-/// The peer for a request that opens no connection of its own.
+/// The peer for one request.
 async fn peer_for(b: &UpstreamBackend, upgrade: bool) -> Box<HttpPeer> {
-    let (peer, opening) = for_request(b, upgrade, &limits()).await;
-    if opening.is_some() {
-        connected(b);
-    }
-    peer
+    for_request(b, upgrade, &limits()).await.0
 }
 
 #[tokio::test]
