@@ -232,6 +232,16 @@ impl ProxyHttp for VhostProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        if peer::refused_unprocessed(&e) {
+            // Routine for HTTP/2 backends (connections are rotated with GOAWAY): the backend did
+            // nothing wrong and the request may go again, to the same backend.
+            ctx.forget_last_try();
+            let mut e = e.more_context(format!("Peer: {peer}"));
+            if session.as_ref().retry_buffer_truncated() {
+                e.set_retry(false);
+            }
+            return e;
+        }
         if e.esource() == &ErrorSource::Upstream {
             self.record_failure(ctx);
         }

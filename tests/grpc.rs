@@ -400,3 +400,68 @@ async fn concurrent_calls(client: &HealthClient<Channel>, origin: &GrpcOrigin) -
     }
     origin.accepted.load(Ordering::SeqCst) - before
 }
+
+/// An h2c origin that refuses every other stream (RST_STREAM REFUSED_STREAM) and closes each
+/// connection with a GOAWAY after `per_connection` streams, as servers rotating connections do.
+async fn refusing_origin(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                let mut streams = 0;
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    streams += 1;
+                    if streams % 2 == 0 {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    } else {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let resp = http::Response::builder().status(200).body(()).unwrap();
+                        let mut body = respond.send_response(resp, false).unwrap();
+                        let _ = body.send_data(bytes::Bytes::from_static(b"served\n"), true);
+                    }
+                    if streams == per_connection {
+                        conn.graceful_shutdown();
+                    }
+                }
+            });
+        }
+    });
+    (addr, served)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_streams_and_rotated_connections_are_sent_again() {
+    let (addr, served) = refusing_origin(5).await;
+    let p = Proxy::start(&format!(
+        "[[backends]]\nid = \"rotating\"\naddress = \"{addr}\"\ntags = [\"a\"]\nprotocol = \"h2c\"\n\n{}",
+        vhost_toml("h2.test", "a")
+    ))
+    .await;
+    for i in 0..30 {
+        let (status, body) = p.get("h2.test", &format!("/{i}")).await;
+        assert_eq!(status, 200, "request {i}: {body}\n{}", p.log());
+        assert_eq!(body, "served\n");
+    }
+    assert!(
+        served.load(Ordering::SeqCst) >= 30,
+        "each answered once (and the probe)"
+    );
+    let (_, b) = call(reqwest::Method::GET, &p.api("/backends/rotating"), None).await;
+    assert_ne!(b["health"]["status"], "unhealthy", "never ejected: {b}");
+    // The gRPC method is POST: refused streams are sent again whatever the method.
+    let resp = client()
+        .post(p.url("/svc/Method"))
+        .header("host", "h2.test")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -47,6 +47,17 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// Lets the backend of the last attempt be chosen again.
+    pub(super) fn forget_last_try(&mut self) {
+        if let Some(slot) = self
+            .attempts
+            .checked_sub(1)
+            .and_then(|i| self.tried.get_mut(i))
+        {
+            *slot = None;
+        }
+    }
+
     pub(super) fn was_tried(&self, b: &UpstreamBackend) -> bool {
         self.tried[..self.attempts]
             .iter()

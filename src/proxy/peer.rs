@@ -10,6 +10,7 @@ use gate::ConnectionGate;
 use pingora::prelude::*;
 use pingora::upstreams::peer::ALPN;
 use pingora::utils::tls::{parse_x509, WrappedX509};
+use pingora::RetryType;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use vhost_actors::model::BackendProtocol;
@@ -120,6 +121,13 @@ pub async fn for_request(
         None => None,
     };
     (Box::new(peer), opening)
+}
+
+/// Whether an HTTP/2 backend turned the request away before processing it: its connection
+/// went away (GOAWAY without error) or it refused the stream (REFUSED_STREAM). Pingora marks
+/// exactly these HTTP/2 errors as safe to retry, whatever the method (RFC 9113, 8.7).
+pub fn refused_unprocessed(e: &Error) -> bool {
+    e.etype() == &H2Error && matches!(e.retry, RetryType::Decided(true))
 }
 
 /// Records the HTTP version `backend` answered in: an `https` backend that speaks only
