@@ -258,6 +258,34 @@ async fn protocol_fields_through_the_api_and_a_restart() {
     ))
     .await;
 
+    // The OpenAPI document names the fields and their values.
+    let (s, doc) = call(Method::GET, &p.api("/openapi.json"), None).await;
+    assert_eq!(s, 200);
+    let schemas = &doc["components"]["schemas"];
+    for key in [
+        "protocol",
+        "tls_server_name",
+        "tls_verify",
+        "tls_ca_file",
+        "health_check",
+    ] {
+        for schema in ["NewBackend", "BackendPatch", "TransportSettings"] {
+            assert!(
+                schemas[schema]["properties"][key].is_object(),
+                "{schema}.{key}: {}",
+                schemas[schema]
+            );
+        }
+    }
+    assert_eq!(
+        schemas["BackendProtocol"]["enum"],
+        json!(["http1", "h2c", "https"])
+    );
+    assert_eq!(
+        schemas["HealthCheck"]["enum"],
+        json!(["http", "grpc", "tcp"])
+    );
+
     // GET shows the defaults of a backend that set none.
     let (s, b) = call(Method::GET, &p.api("/backends/web"), None).await;
     assert_eq!(s, 200, "{b}");

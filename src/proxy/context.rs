@@ -47,7 +47,8 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// Lets the backend of the last attempt be chosen again.
+    /// Lets the backend of the last attempt be chosen again, its in-flight slot given back (a
+    /// backend capped at one would otherwise be full for its own retry).
     pub(super) fn forget_last_try(&mut self) {
         if let Some(slot) = self
             .attempts
@@ -55,6 +56,9 @@ impl RequestCtx {
             .and_then(|i| self.tried.get_mut(i))
         {
             *slot = None;
+        }
+        if let Some(lease) = &mut self.backend {
+            lease.finish();
         }
     }
 
