@@ -37,6 +37,13 @@ fn backend_json(id: &str, addr: SocketAddr, tags: &[&str], weight: u32) -> Value
         "weight": weight,
         "max_connections": 0,
         "in_flight": 0,
+        // Protocol settings with their defaults: plain HTTP/1.1, the address's host as the TLS
+        // name.
+        "protocol": "http1",
+        "tls_server_name": addr.ip().to_string(),
+        "tls_verify": true,
+        "tls_ca_file": null,
+        "health_check": "http",
     })
 }
 
