@@ -11,6 +11,7 @@ use crate::proxy::{ClientLimits, GuardedProxy, Listener, ProxyOptions, VhostProx
 use crate::telemetry;
 use crate::tls::{add_https_listener, SniResolver};
 use control::{start_control, Shared};
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -132,7 +133,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             challenges,
         });
         let mut service = proxy_service(&server, "vhost-http", plain, &cfg);
-        service.add_tcp(&addr.to_string());
+        // No L4 read buffer on plain HTTP: Pingora's HTTP/1 session buffers what it reads
+        // itself, and the default 64 KiB buffer, allocated at accept, is most of what an idle
+        // connection costs. (TLS keeps it: records are read in small pieces.)
+        service.add_listener(
+            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0)),
+        );
         server.add_service(service);
     }
     if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {
