@@ -12,6 +12,7 @@ use crate::telemetry;
 use crate::tls::{add_https_listener, fallback_certificate, SniResolver};
 use control::{start_control, Shared};
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -133,7 +134,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
             challenges,
         });
         let mut service = proxy_service(&server, "vhost-http", plain, &cfg, cfg.h2c);
-        service.add_tcp(&addr.to_string());
+        // No L4 read buffer on plain HTTP: Pingora's HTTP/1 session buffers what it reads
+        // itself, and the default 64 KiB buffer, allocated at accept, is most of what an idle
+        // connection costs. (TLS keeps it: records are read in small pieces; so does h2c,
+        // whose prior-knowledge preface is peeked through that buffer.)
+        let listener = ListenerConfig::tcp(addr.to_string());
+        service.add_listener(if cfg.h2c {
+            listener
+        } else {
+            listener.l4_buffer(L4BufferSettings::default().read(0))
+        });
         server.add_service(service);
     }
     if let (Some(addr), Some(tls)) = (cfg.listen_https, &tls) {

@@ -2,7 +2,7 @@
 //! and the history of routing changes that `undo` walks back. Plain values and functions; the
 //! registry applies them and the request path reads the published split.
 
-use crate::model::Tag;
+use crate::model::names::Tag;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

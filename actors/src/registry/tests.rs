@@ -279,6 +279,11 @@ fn whatever_the_api_accepts_loads_again() {
 
 #[test]
 fn a_host_name_that_does_not_resolve_starts_unhealthy_and_resolves_later() {
+    // Names under `.invalid` never resolve (RFC 6761) unless the resolver answers every name.
+    if resolve_address("no-such-host.invalid:8080").is_ok() {
+        eprintln!("skipped: this machine resolves no-such-host.invalid");
+        return;
+    }
     let mut state = seeded().state();
     state.backends[0].address = "no-such-host.invalid:8080".into();
     let mut r = Registry::from_state(state).expect("starts anyway");
