@@ -285,6 +285,11 @@ impl Proxy {
     async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("http://{}/api/v1/health", self.admin);
+        // The HTTPS listener, when the config has one, must accept too.
+        let https: Option<SocketAddr> = read(&self.config_path).lines().find_map(|l| {
+            let v = l.trim().strip_prefix("listen_addr")?.trim_start();
+            v.strip_prefix('=')?.trim().trim_matches('"').parse().ok()
+        });
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
@@ -294,7 +299,8 @@ impl Proxy {
                 .await
                 .map(|r| r.status() == 200)
                 .unwrap_or(false)
-                && std::net::TcpStream::connect(self.http).is_ok();
+                && std::net::TcpStream::connect(self.http).is_ok()
+                && https.is_none_or(|a| std::net::TcpStream::connect(a).is_ok());
             if ready {
                 return Ok(());
             }
