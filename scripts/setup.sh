@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing pingora-vhost needs on Debian/Ubuntu when it is missing:
-# cmake and a C compiler (Pingora builds zlib-ng), and curl for the demo.
+# cmake and a C compiler (Pingora builds zlib-ng), protoc (the etcd client's gRPC code is
+# generated at build time), and curl for the demo.
 # Sourced by scripts/demo and scripts/test.
 
 as_root() {
@@ -20,7 +21,7 @@ ensure_packages() {
 }
 
 ensure_build_deps() {
-  ensure_packages cmake:cmake cc:gcc c++:g++ make:make curl:curl
+  ensure_packages cmake:cmake cc:gcc c++:g++ make:make curl:curl protoc:protobuf-compiler
   command -v cargo >/dev/null 2>&1 || {
     echo "cargo not found: install Rust from https://rustup.rs first" >&2
     exit 1

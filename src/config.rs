@@ -10,7 +10,7 @@ mod runtime;
 mod schema;
 mod validate;
 
-pub use env::{Env, ADMIN_TOKEN_VAR};
+pub use env::{Env, ADMIN_TOKEN_VAR, ETCD_PASSWORD_VAR};
 pub use problem::{KeyPath, Place, Problem, Step};
 pub use runtime::{Config, Limits, ManualCertificate};
 pub use schema::{LogFormat, LogOutput, LoggingConfig};

@@ -28,7 +28,7 @@ use vhost_actors::cert::{
 use vhost_actors::metrics::{Metrics, RouteHandles};
 use vhost_actors::registry::Registry;
 use vhost_actors::routing::RouteTable;
-use vhost_actors::store::{JsonFileStore, StateStore};
+use vhost_actors::store::{JsonFileStore, StateStore, StoreError};
 
 /// Flags of `run`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,13 +43,18 @@ pub struct RunOptions {
 
 /// Runs the daemon until a signal ends it. Returns only on start-up errors.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
-    let store = JsonFileStore::new(&cfg.state_path);
+    let store = open_store(&cfg)?;
     let mut notes = Vec::new();
     // During an upgrade the old instance still owns the state; load it once it hands over.
     let mut registry = if opts.upgrade {
         None
     } else {
-        Some(load_registry(&cfg, &store, opts.reset_state, &mut notes)?)
+        Some(load_registry(
+            &cfg,
+            store.as_ref(),
+            opts.reset_state,
+            &mut notes,
+        )?)
     };
     if !opts.upgrade {
         check_bindable(&cfg)?;
@@ -75,7 +80,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
 
     let registry = match registry.take() {
         Some(r) => r,
-        None => load_registry(&cfg, &store, opts.reset_state, &mut notes)?,
+        None => load_registry(&cfg, store.as_ref(), opts.reset_state, &mut notes)?,
     };
     for note in notes {
         tracing::warn!("{note}");
@@ -260,27 +265,47 @@ fn prepare_tls(cfg: &Config) -> Result<CertProvisioning, Vec<String>> {
     }
 }
 
-/// Loads the registry: the state file wins over the config unless `reset` is set.
+/// The state store `[state]` names: the file, or etcd.
+fn open_store(cfg: &Config) -> Result<Arc<dyn StateStore>, Vec<String>> {
+    match &cfg.etcd {
+        None => Ok(Arc::new(JsonFileStore::new(&cfg.state_path))),
+        #[cfg(feature = "etcd")]
+        Some(settings) => vhost_actors::store::EtcdStore::connect(settings)
+            .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+            .map_err(|e| vec![e.to_string()]),
+        #[cfg(not(feature = "etcd"))]
+        Some(_) => Err(vec!["this build has no etcd support".into()]),
+    }
+}
+
+/// Loads the registry: the stored state wins over the config unless `reset` is set. An empty
+/// shared store is seeded from the config (or, when another instance seeded it meanwhile,
+/// loaded again).
 fn load_registry(
     cfg: &Config,
-    store: &JsonFileStore,
+    store: &dyn StateStore,
     reset: bool,
     notes: &mut Vec<String>,
 ) -> Result<Registry, Vec<String>> {
+    let failed = |e: StoreError| vec![e.to_string()];
     if reset {
-        store.discard().map_err(|e| vec![e.to_string()])?;
+        store.discard().map_err(failed)?;
         notes.push(format!(
-            "--reset-state: state file {} discarded; registry seeded from the config",
-            store.path().display()
+            "--reset-state: {} discarded; registry seeded from the config",
+            store.describe()
         ));
     }
-    let state = match store.load().map_err(|e| vec![e.to_string()])? {
+    let mut loaded = store.load().map_err(failed)?;
+    if loaded.is_none() && !store.seed(&cfg.seed).map_err(failed)? {
+        loaded = store.load().map_err(failed)?;
+    }
+    let state = match loaded {
         Some(state) => {
             notes.push(format!(
-                "state file {} found: it is the registry ({} domains, {} backends); \
+                "{} found: it is the registry ({} domains, {} backends); \
                  [[virtual_hosts]] and [[backends]] of the config are IGNORED \
                  (start with --reset-state to seed from the config again)",
-                store.path().display(),
+                store.describe(),
                 state.domains.len(),
                 state.backends.len()
             ));
@@ -291,7 +316,7 @@ fn load_registry(
     let registry =
         Registry::from_state_with(state, PeerBuilder::new(cfg.limits)).map_err(|errs| {
             errs.into_iter()
-                .map(|e| format!("{}: {e}", store.path().display()))
+                .map(|e| format!("{}: {e}", store.describe()))
                 .collect::<Vec<_>>()
         })?;
     for (id, address) in registry.unresolved() {

@@ -97,6 +97,7 @@ pub struct Metrics {
     cert_not_after: Family<DomainLabels, Gauge>,
     acme_orders: Family<ResultLabels, Counter>,
     rollbacks: Family<DomainLabels, Counter>,
+    store_up: Gauge,
     unknown: Arc<RouteMetrics>,
 }
 
@@ -126,6 +127,7 @@ impl Metrics {
             cert_not_after: Family::default(),
             acme_orders: Family::default(),
             rollbacks: Family::default(),
+            store_up: Gauge::default(),
             unknown: Arc::new(RouteMetrics::new(
                 Default::default(),
                 LatencyHistogram::default(),
@@ -208,6 +210,11 @@ impl Metrics {
         self.rollbacks.get_or_create(&domain_labels(domain)).inc();
     }
 
+    /// Whether the state store is reachable (etcd with quorum; the file's last write).
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
     fn register(&self, r: &mut Registry) {
         r.register(
             "pingora_vhost_requests",
@@ -258,6 +265,11 @@ impl Metrics {
             "pingora_vhost_rollbacks",
             "Automatic rollbacks of a canary split",
             self.rollbacks.clone(),
+        );
+        r.register(
+            "pingora_vhost_store_up",
+            "Whether the state store is reachable: etcd with quorum, or the file's last write",
+            self.store_up.clone(),
         );
     }
 }

@@ -5,6 +5,7 @@ pub mod actor;
 mod commands;
 mod error;
 mod live;
+mod remote;
 mod rollouts;
 #[cfg(test)]
 mod tests;

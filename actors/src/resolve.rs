@@ -3,7 +3,7 @@
 //! answer for the same input.
 
 use crate::command::Command;
-use crate::model::{check_address_shape, resolve_address};
+use crate::model::{check_address_shape, resolve_address, BackendRecord};
 use crate::upstream::{load_ca_file, Roots};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +33,28 @@ impl Resolutions {
                 .await
                 .unwrap_or_else(|e| Err(format!("tls_ca_file '{path}' could not be read: {e}")));
             cas.insert(path.to_string(), read);
+        }
+        Self(out, cas)
+    }
+
+    /// Resolves the addresses and reads the CA files of backend records another instance
+    /// wrote (a shared store), as [`Resolutions::of`] does for a command.
+    pub async fn of_records<'a>(records: impl IntoIterator<Item = &'a BackendRecord>) -> Self {
+        let mut out = HashMap::new();
+        let mut cas = HashMap::new();
+        for b in records {
+            if needs_dns(&b.address) && !out.contains_key(&b.address) {
+                out.insert(b.address.clone(), lookup(&b.address).await);
+            }
+            if let Some(path) = b.transport.tls_ca_file.clone() {
+                let owned = path.clone();
+                let read = tokio::task::spawn_blocking(move || load_ca_file(&owned))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(format!("tls_ca_file '{path}' could not be read: {e}"))
+                    });
+                cas.insert(path, read);
+            }
         }
         Self(out, cas)
     }

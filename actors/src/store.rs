@@ -1,8 +1,13 @@
 //! Where API changes are persisted: the records, the change vocabulary, and the small trait a
-//! store implements. [`file`] is the embedded store.
+//! store implements. [`file`] is the embedded store; [`etcd`] shares one registry between
+//! several instances.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod file;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use file::JsonFileStore;
 
 use crate::model::{BackendId, BackendRecord, DomainName, DomainRecord};
@@ -133,6 +138,28 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The shared store cannot be reached, or has no quorum.
+    #[error("the state store ({store}) is unavailable: {reason}")]
+    Unavailable {
+        /// Which store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another instance changed the same record first.
+    #[error("{what} was changed meanwhile by another instance; read it again and retry")]
+    Conflict {
+        /// The record ("domain 'app.example.com'").
+        what: String,
+    },
+    /// A record in the shared store does not parse.
+    #[error("the state store has a corrupt record at {key} ({reason}); fix or delete it, or start with --reset-state")]
+    CorruptRecord {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// The state file was written by another format version.
     #[error(
         "state file {} has version {found}, this build reads version {}",
@@ -147,7 +174,60 @@ pub enum StoreError {
     },
 }
 
-/// Loads and saves the registry. The file is the embedded default; other stores (etcd) fit here.
+/// `[state.etcd]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// Members of one cluster (`http://host:2379`).
+    pub endpoints: Vec<String>,
+    /// Every key of this deployment under it; ends with `/`.
+    pub prefix: String,
+    /// User and password, when the cluster has authentication on.
+    pub user: Option<(String, String)>,
+    /// TLS to etcd.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS files for etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA that signed the members' certificates.
+    pub ca_file: PathBuf,
+    /// Client certificate and key, when the cluster asks for one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// A record as another instance left it in a shared store: `None` when it was deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A domain.
+    Domain(DomainName, Option<DomainRecord>),
+    /// A backend.
+    Backend(BackendId, Option<BackendRecord>),
+    /// A domain's whole history, oldest first.
+    History(DomainName, Vec<Change>),
+}
+
+/// Records changed in a shared store, with the store's bookkeeping (revisions) that the
+/// registry hands back through [`StateStore::accept`] when it applies them.
+#[derive(Debug)]
+pub struct RemoteChanges {
+    /// Each key with its revision and its record.
+    pub records: Vec<(String, i64, Record)>,
+}
+
+/// Where changes of other instances are sent (the RegistryActor's mailbox).
+pub type RemoteSink = Box<dyn Fn(RemoteChanges) + Send + Sync>;
+
+/// What `GET /api/v1/health` and `pingora_vhost_store_up` say of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StoreStatus {
+    /// `file` or `etcd`.
+    pub backend: &'static str,
+    /// Whether the last write (file) or the last check (etcd) succeeded.
+    pub up: bool,
+}
+
+/// Loads and saves the registry. The file is the embedded default; etcd is the shared one.
 pub trait StateStore: Send + Sync + 'static {
     /// The stored state, or `None` when nothing was stored yet.
     fn load(&self) -> Result<Option<PersistedState>, StoreError>;
@@ -163,4 +243,21 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Forgets the stored state.
     fn discard(&self) -> Result<(), StoreError>;
+    /// Where the state lives, for messages ("state file data/state.json").
+    fn describe(&self) -> String;
+    /// Whether the store is reachable.
+    fn status(&self) -> StoreStatus;
+    /// Stores a registry seeded from the config when the store was empty. False when another
+    /// instance seeded it first (load again). The file store writes on the first change.
+    fn seed(&self, _state: &PersistedState) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Starts sending other instances' changes to `sink` (shared stores only).
+    fn subscribe(&self, _sink: RemoteSink) {}
+    /// The records of `changes` that are newer than what the registry holds, marking them
+    /// held: called by the registry as it applies them, so that a commit made meanwhile on
+    /// older records is refused as a conflict instead of overwriting them.
+    fn accept(&self, changes: RemoteChanges) -> Vec<Record> {
+        changes.records.into_iter().map(|(_, _, r)| r).collect()
+    }
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use vhost_actors::registry::RegistryError;
+use vhost_actors::store::StoreError;
 
 /// The body of every error answer, as the OpenAPI document describes it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -51,6 +52,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::Conflict(_) => StatusCode::CONFLICT,
+            RegistryError::Persist(StoreError::Unavailable { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RegistryError::Persist(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             RegistryError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

@@ -11,6 +11,7 @@ use serde::Serialize;
 use vhost_actors::cert::CertInfo;
 use vhost_actors::metrics::{MetricsMsg, Stats, TextFormat};
 use vhost_actors::registry::actor::RegistryMsg;
+use vhost_actors::store::StoreStatus;
 
 /// `GET /api/v1/health`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,6 +33,9 @@ pub(super) struct HealthBody {
     health_probes: usize,
     /// Probes restarted after a crash since the start.
     probe_restarts: u64,
+    /// The state store: `file` or `etcd`, and whether it is reachable (API changes answer
+    /// `503` while it is not).
+    store: StoreStatus,
 }
 
 /// Whether the control plane answers.
@@ -48,6 +52,7 @@ pub(super) async fn health(State(state): State<AdminState>) -> Result<Json<Healt
     let domains = ask(&state, RegistryMsg::ListDomains).await?.len();
     let backends = ask(&state, RegistryMsg::ListBackends).await?.len();
     let supervision = ask(&state, RegistryMsg::Supervision).await?;
+    let store = ask(&state, RegistryMsg::StoreStatus).await?;
     Ok(Json(HealthBody {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
@@ -56,6 +61,7 @@ pub(super) async fn health(State(state): State<AdminState>) -> Result<Json<Healt
         backends,
         health_probes: supervision.probes,
         probe_restarts: supervision.probe_restarts,
+        store,
     }))
 }
 

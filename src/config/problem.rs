@@ -143,6 +143,10 @@ impl Problems {
         self.0.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(super) fn into_vec(self) -> Vec<Problem> {
         self.0
     }

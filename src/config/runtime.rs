@@ -7,7 +7,7 @@ use std::time::Duration;
 use vhost_actors::cert::AcmeSettings;
 use vhost_actors::health::HealthSettings;
 use vhost_actors::model::DomainName;
-use vhost_actors::store::PersistedState;
+use vhost_actors::store::{EtcdSettings, PersistedState};
 
 /// The validated configuration the daemon runs with.
 #[derive(Clone, Debug)]
@@ -36,6 +36,8 @@ pub struct Config {
     pub h2c: bool,
     /// State file.
     pub state_path: PathBuf,
+    /// `[state] backend = "etcd"`: the shared store instead of the file.
+    pub etcd: Option<EtcdSettings>,
     /// Logging.
     pub logging: LoggingConfig,
     /// Request-path limits and timeouts.

@@ -77,14 +77,47 @@ fn default_grace() -> u64 {
 pub(super) struct StateSection {
     #[serde(default = "default_state_path")]
     pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) backend: StateBackend,
+    #[serde(default)]
+    pub(super) etcd: Option<EtcdSection>,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         Self {
             path: default_state_path(),
+            backend: StateBackend::default(),
+            etcd: None,
         }
     }
+}
+
+/// `[state] backend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum StateBackend {
+    #[default]
+    File,
+    Etcd,
+}
+
+/// `[state.etcd]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EtcdSection {
+    #[serde(default)]
+    pub(super) endpoints: Vec<String>,
+    #[serde(default = "default_etcd_prefix")]
+    pub(super) prefix: String,
+    pub(super) username: Option<String>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+}
+
+fn default_etcd_prefix() -> String {
+    "/pingora-vhost/".into()
 }
 
 fn default_state_path() -> PathBuf {

@@ -265,3 +265,4 @@ fn metrics_listen_on_loopback_unless_told_otherwise() {
 }
 
 mod protocols;
+mod state;

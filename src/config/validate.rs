@@ -2,12 +2,13 @@
 //! is collected, not just the first.
 
 mod certificates;
+mod state;
 
 use super::listeners::{self, Listener};
 use super::problem::{KeyPath, Problem, Problems};
 use super::schema::{
     BackendSection, ConfigFile, HealthCheckSection, LimitsSection, MetricsSection, ProxySection,
-    StateSection, VirtualHostSection,
+    VirtualHostSection,
 };
 use super::{Config, Env, Limits, LogOutput, LoggingConfig, ADMIN_TOKEN_VAR};
 use std::collections::HashSet;
@@ -30,7 +31,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
     let mut errs = Problems::default();
     let mut warnings = Vec::new();
     let proxy = proxy(&f.proxy, env, &mut errs);
-    state(&f.state, &mut errs);
+    let etcd = state::state(&f.state, env, &mut errs, &mut warnings);
     let acme = f
         .lets_encrypt
         .as_ref()
@@ -64,6 +65,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
         default_sni,
         h2c: f.proxy.h2c,
         state_path: f.state.path,
+        etcd,
         logging: f.logging,
         limits,
         health_check,
@@ -89,7 +91,7 @@ fn socket_addr(key: KeyPath, v: &str, errs: &mut Problems) -> Option<SocketAddr>
     }
 }
 
-// === [proxy], [state] ===
+// === [proxy] ===
 
 /// What `[proxy]` yields beyond the values copied as they are.
 struct ProxyParts {
@@ -189,12 +191,6 @@ fn own_listeners(proxy: &ProxyParts, metrics_addr: Option<SocketAddr>) -> Vec<Li
     .into_iter()
     .filter_map(|(key, addr)| Some(Listener { key, addr: addr? }))
     .collect()
-}
-
-fn state(s: &StateSection, errs: &mut Problems) {
-    if s.path.as_os_str().is_empty() {
-        errs.push(KeyPath::section("state").key("path"), "must not be empty");
-    }
 }
 
 // === [logging], [metrics], [health_check], [limits] ===

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vhost_actors::cert::CertProvisioning;
 use vhost_actors::metrics::{MetricsActor, MetricsArgs, RouteHandles};
+use vhost_actors::registry::actor::RegistryMsg;
 use vhost_actors::registry::actor::{RegistryActor, RegistryArgs};
 use vhost_actors::registry::Registry;
 use vhost_actors::routing::RouteTable;
-use vhost_actors::store::{JsonFileStore, StateStore};
+use vhost_actors::store::StateStore;
 
 /// The runtime running the actors and the admin API; dropping it stops them.
 pub struct Control {
@@ -26,7 +27,7 @@ pub struct Shared {
     pub table: Arc<RouteTable>,
     pub handles: RouteHandles,
     pub in_flight: Arc<AtomicI64>,
-    pub store: JsonFileStore,
+    pub store: Arc<dyn StateStore>,
     pub certs: Option<CertProvisioning>,
 }
 
@@ -83,7 +84,7 @@ pub fn start_control(
             RegistryArgs {
                 registry,
                 table,
-                store: Arc::new(store) as Arc<dyn StateStore>,
+                store: Arc::clone(&store),
                 health,
                 handles,
                 metrics: metrics_ref.clone(),
@@ -92,6 +93,11 @@ pub fn start_control(
         )
         .await
         .map_err(|e| vec![format!("cannot start the registry actor: {e}")])?;
+        // Other instances' changes (a shared store) reach the registry as messages.
+        let to_registry = registry_ref.clone();
+        store.subscribe(Box::new(move |changes| {
+            let _ = to_registry.send_message(RegistryMsg::Remote(changes));
+        }));
         let listener = bind_with_patience(admin_addr, bind_patience)
             .await
             .map_err(|e| {

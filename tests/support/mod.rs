@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod control;
+pub mod etcd;
 pub mod pki;
 
 use axum::extract::Request;

@@ -1,6 +1,7 @@
 //! The RegistryActor: owns the [`Registry`], persists every change, is the only writer of the
 //! published [`RouteTable`], and supervises one HealthProbeActor per backend.
 
+mod effects;
 mod upkeep;
 
 use super::{Registry, RegistryError};
@@ -12,7 +13,7 @@ use crate::model::{BackendId, DomainName, DomainRecord};
 use crate::resolve::Resolutions;
 use crate::rollout::Change;
 use crate::routing::RouteTable;
-use crate::store::StateStore;
+use crate::store::{RemoteChanges, StateStore, StoreStatus};
 use crate::upstream::HealthStatus;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -43,6 +44,10 @@ pub enum RegistryMsg {
     History(String, RpcReplyPort<Result<Vec<Change>, RegistryError>>),
     /// Time to check the canaries of splits against their rollback rules.
     CheckCanaries,
+    /// Records other instances committed to the shared store.
+    Remote(RemoteChanges),
+    /// The state store's reachability.
+    StoreStatus(RpcReplyPort<StoreStatus>),
     /// Time to try the host names that did not resolve again.
     ResolveAgain,
     /// A host name that did not resolve now does.
@@ -155,6 +160,8 @@ impl Actor for RegistryActor {
             probe_restarts: 0,
         };
         state.send_metric_updates();
+        let up = state.store.status().up;
+        state.handles.metrics().set_store_up(up);
         Ok(state)
     }
 
@@ -203,7 +210,15 @@ impl Actor for RegistryActor {
             RegistryMsg::History(name, reply) => {
                 let _ = reply.send(state.registry.history(&name));
             }
-            RegistryMsg::CheckCanaries => state.check_canaries(&myself).await,
+            RegistryMsg::CheckCanaries => {
+                state.check_canaries(&myself).await;
+                let up = state.store.status().up;
+                state.handles.metrics().set_store_up(up);
+            }
+            RegistryMsg::Remote(changes) => state.apply_remote(&myself, changes).await,
+            RegistryMsg::StoreStatus(reply) => {
+                let _ = reply.send(state.store.status());
+            }
             RegistryMsg::Resolved { id, address, addr } => {
                 if let Some(effects) = state.registry.resolve_later(&id, &address, addr) {
                     tracing::info!(backend = %id, address = %address, addr = %addr,
@@ -287,38 +302,7 @@ impl RegistryState {
             self.registry.revert();
             return Err(RegistryError::Persist(e));
         }
-        self.registry
-            .publish(&effects, &self.table, &mut self.handles);
-        self.send_metric_updates();
-        if let Some(d) = &effects.switched {
-            let record = &self.registry.domains[d];
-            match &record.weights {
-                Some(w) => tracing::info!(domain = %d, weights = ?w, "traffic split"),
-                None => {
-                    tracing::info!(domain = %d, tag = %record.enabled_backends_tag, "tag switched")
-                }
-            }
-        }
-        if let Some(d) = &effects.rolled_back {
-            self.handles.metrics().record_rollback(d.as_str());
-            if let Some(r) = &self.registry.domains[d].last_rollback {
-                tracing::warn!(domain = %d, from_tag = %r.from_tag, to_tag = %r.to_tag,
-                    reason = %r.reason, "canary rolled back: all traffic to the baseline");
-            }
-        }
-        for id in &effects.unprobe {
-            self.stop_probe(id);
-        }
-        for d in &effects.withdraw {
-            self.release_cert(d);
-        }
-        if let Some(d) = &effects.added {
-            self.provision_cert(myself, d).await;
-        }
-        for id in &effects.probe {
-            self.stop_probe(id);
-            self.start_probe(myself, id).await;
-        }
+        self.realize(myself, effects).await;
         Ok(reply)
     }
 

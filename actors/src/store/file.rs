@@ -1,10 +1,11 @@
 //! The embedded store: a JSON snapshot at the state path (temp file, fsync, rename) plus, once
 //! the registry is large, an append-only journal of changes beside it.
 
-use super::{PersistedState, StateChange, StateStore, StoreError};
+use super::{PersistedState, StateChange, StateStore, StoreError, StoreStatus};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Below this snapshot size every change rewrites the snapshot, so the state file alone is
@@ -18,6 +19,8 @@ pub struct JsonFileStore {
     path: PathBuf,
     journal_path: PathBuf,
     sizes: Mutex<Sizes>,
+    /// False after a failed write, until one succeeds.
+    up: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +43,7 @@ impl JsonFileStore {
             path,
             journal_path: journal.into(),
             sizes: Mutex::new(sizes),
+            up: AtomicBool::new(true),
         }
     }
 
@@ -268,6 +272,41 @@ impl StateStore for JsonFileStore {
         changes: &[StateChange],
         full: Option<&PersistedState>,
     ) -> Result<(), StoreError> {
+        let written = self.write(changes, full);
+        self.up.store(written.is_ok(), Ordering::Relaxed);
+        written
+    }
+
+    fn discard(&self) -> Result<(), StoreError> {
+        for path in [&self.path, &self.journal_path] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err("cannot remove", path, e)),
+            }
+        }
+        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = Sizes::default();
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("state file {}", self.path.display())
+    }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            backend: "file",
+            up: self.up.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl JsonFileStore {
+    fn write(
+        &self,
+        changes: &[StateChange],
+        full: Option<&PersistedState>,
+    ) -> Result<(), StoreError> {
         let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
         if let (true, Some(full)) = (self.rewrites(&sizes, changes.len()), full) {
             sizes.snapshot = self.write_snapshot(full)?;
@@ -284,19 +323,4 @@ impl StateStore for JsonFileStore {
         }
         Ok(())
     }
-
-    fn discard(&self) -> Result<(), StoreError> {
-        for path in [&self.path, &self.journal_path] {
-            match fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.err("cannot remove", path, e)),
-            }
-        }
-        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = Sizes::default();
-        Ok(())
-    }
 }
-
-#[cfg(test)]
-mod tests;

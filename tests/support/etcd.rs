@@ -1,0 +1,194 @@
+//! A real etcd cluster on loopback (Debian's `etcd-server`), one process per member, for the
+//! tests of instances sharing a registry. Without the binary the tests say so and pass, unless
+//! `ETCD_REQUIRED=1` (CI) makes that a failure.
+
+use super::free_port;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The etcd binary, if installed.
+pub fn etcd_bin() -> Option<PathBuf> {
+    let candidates = [std::env::var("ETCD_BIN").ok(), Some("/usr/bin/etcd".into())];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("ETCD_REQUIRED").as_deref() != Ok("1"),
+            "ETCD_REQUIRED=1 but no etcd binary (apt-get install etcd-server)"
+        );
+        eprintln!("skipped: no etcd binary (apt-get install etcd-server)");
+    }
+    found
+}
+
+/// One member: its ports and data directory.
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+/// A cluster of members on loopback; killed when dropped.
+pub struct EtcdCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    token: String,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until the cluster has a leader.
+    pub async fn start(bin: PathBuf, n: usize) -> EtcdCluster {
+        let members = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = EtcdCluster {
+            bin,
+            dir: tempfile::tempdir().unwrap(),
+            members,
+            token: format!("t{}", std::process::id()),
+        };
+        for i in 0..n {
+            c.start_member(i);
+        }
+        c.wait_healthy(Duration::from_secs(30)).await;
+        c
+    }
+
+    /// The client URLs, as `[state.etcd] endpoints` lists them.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// TOML for `endpoints = [...]`.
+    pub fn endpoints_toml(&self) -> String {
+        let list: Vec<String> = self
+            .endpoints()
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect();
+        format!("[{}]", list.join(", "))
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let cluster: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
+        let m = &self.members[i];
+        let data = self.dir.path().join(&m.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", m.name)))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen-client-urls")
+            .arg(format!("http://127.0.0.1:{}", m.client))
+            .arg("--advertise-client-urls")
+            .arg(format!("http://127.0.0.1:{}", m.client))
+            .arg("--listen-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", m.peer))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", m.peer))
+            .arg("--initial-cluster")
+            .arg(cluster.join(","))
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("etcd starts");
+        self.members[i].child = Some(child);
+    }
+
+    /// Stops member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.start_member(i);
+    }
+
+    /// Waits until every running member answers its health endpoint with a leader.
+    pub async fn wait_healthy(&self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        let client = reqwest::Client::new();
+        loop {
+            let mut all = true;
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                let ok = client
+                    .get(format!("http://127.0.0.1:{}/health", m.client))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .is_some();
+                all &= ok;
+            }
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd cluster not healthy: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every member's log.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                format!(
+                    "--- {}\n{}",
+                    m.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
