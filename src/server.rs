@@ -22,7 +22,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use vhost_actors::cert::{
-    install_crypto_provider, AcmeChallenges, AcmeIssuer, CertMaterial, CertProvisioning,
+    install_crypto_provider, AcmeChallenges, AcmeIssuer, AcmeShare, CertMaterial, CertProvisioning,
     CertSource, CertStore,
 };
 use vhost_actors::metrics::{Metrics, RouteHandles};
@@ -43,7 +43,7 @@ pub struct RunOptions {
 
 /// Runs the daemon until a signal ends it. Returns only on start-up errors.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
-    let store = open_store(&cfg)?;
+    let (store, acme_share) = open_store(&cfg)?;
     let mut notes = Vec::new();
     // During an upgrade the old instance still owns the state; load it once it hands over.
     let mut registry = if opts.upgrade {
@@ -99,7 +99,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     registry.publish_all(&table, &mut handles);
     let in_flight = Arc::new(AtomicI64::new(0));
     let tls = match cfg.listen_https {
-        Some(_) => Some(prepare_tls(&cfg)?),
+        Some(_) => Some(prepare_tls(&cfg, acme_share)?),
         None => None,
     };
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -231,7 +231,10 @@ fn sni_resolver(cfg: &Config, tls: &CertProvisioning) -> Result<SniResolver, Vec
 }
 
 /// The certificate store with the `[[certificates]]` files installed, and the ACME issuer.
-fn prepare_tls(cfg: &Config) -> Result<CertProvisioning, Vec<String>> {
+fn prepare_tls(
+    cfg: &Config,
+    share: Option<Arc<dyn AcmeShare>>,
+) -> Result<CertProvisioning, Vec<String>> {
     install_crypto_provider();
     let store = CertStore::new();
     let mut manual = HashSet::new();
@@ -247,7 +250,12 @@ fn prepare_tls(cfg: &Config) -> Result<CertProvisioning, Vec<String>> {
     }
     let issuer = match &cfg.acme {
         Some(settings) => AcmeIssuer::new(settings.clone(), AcmeChallenges::new())
-            .map(Some)
+            .map(|issuer| {
+                if let Some(share) = share {
+                    issuer.share_with(share);
+                }
+                Some(issuer)
+            })
             .unwrap_or_else(|e| {
                 errs.push(format!("lets_encrypt: {e}"));
                 None
@@ -265,14 +273,20 @@ fn prepare_tls(cfg: &Config) -> Result<CertProvisioning, Vec<String>> {
     }
 }
 
-/// The state store `[state]` names: the file, or etcd.
-fn open_store(cfg: &Config) -> Result<Arc<dyn StateStore>, Vec<String>> {
+/// The state store `[state]` names: the file, or etcd (which then holds the ACME state of
+/// every instance too).
+type Stores = (Arc<dyn StateStore>, Option<Arc<dyn AcmeShare>>);
+
+fn open_store(cfg: &Config) -> Result<Stores, Vec<String>> {
     match &cfg.etcd {
-        None => Ok(Arc::new(JsonFileStore::new(&cfg.state_path))),
+        None => Ok((Arc::new(JsonFileStore::new(&cfg.state_path)), None)),
         #[cfg(feature = "etcd")]
-        Some(settings) => vhost_actors::store::EtcdStore::connect(settings)
-            .map(|s| Arc::new(s) as Arc<dyn StateStore>)
-            .map_err(|e| vec![e.to_string()]),
+        Some(settings) => {
+            let etcd = vhost_actors::store::EtcdStore::connect(settings)
+                .map(Arc::new)
+                .map_err(|e| vec![e.to_string()])?;
+            Ok((etcd.clone(), Some(etcd)))
+        }
         #[cfg(not(feature = "etcd"))]
         Some(_) => Err(vec!["this build has no etcd support".into()]),
     }

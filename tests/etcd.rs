@@ -3,6 +3,8 @@
 //! converge, a switch under load fails nothing elsewhere, losing quorum keeps traffic flowing
 //! and refuses writes with 503, and a restarted instance catches up.
 
+#[path = "../actors/tests/support/pebble.rs"]
+mod pebble;
 mod support;
 
 use reqwest::Method;
@@ -17,6 +19,17 @@ const HOST: &str = "app.example.test";
 /// Starts one instance on the cluster, seeding `prefix` from `seed` if it is empty.
 async fn instance(cluster: &EtcdCluster, prefix: &str, seed: &str) -> Proxy {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    instance_on(cluster, http, "", prefix, seed).await
+}
+
+/// Like [`instance`], on a given plain-HTTP address and with extra `[proxy]` keys.
+async fn instance_on(
+    cluster: &EtcdCluster,
+    http: SocketAddr,
+    proxy_keys: &str,
+    prefix: &str,
+    seed: &str,
+) -> Proxy {
     let endpoints = cluster.endpoints_toml();
     Proxy::start_config(http, &|admin| {
         format!(
@@ -26,6 +39,7 @@ listen_addr_http = "{http}"
 management_api_addr = "{admin}"
 threads = 2
 grace_period_secs = 5
+{proxy_keys}
 
 [state]
 backend = "etcd"
@@ -357,4 +371,96 @@ async fn an_instance_restarted_catches_up_and_reset_state_reseeds() {
     until_served_by(&s.instances[0], "a1", Duration::from_secs(5)).await;
     until_served_by(&s.instances[1], "a1", Duration::from_secs(5)).await;
     drop(s.cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_order_one_certificate_and_any_answers_the_challenge() {
+    let Some(bin) = etcd_bin() else { return };
+    let (pebble_bin, challtestsrv) =
+        pebble::pebble_binaries().expect("pebble is installed by scripts/pebble.sh");
+    let cluster = EtcdCluster::start(bin, 3).await;
+    // Pebble validates every challenge on the first instance's port, whichever instance
+    // ordered: that instance answers tokens the others published.
+    let first_http = free_addr();
+    let pebble = pebble::start_pebble(&pebble_bin, &challtestsrv, first_http.port(), 3600);
+    let ca = pebble.dir.path().join("directory-ca.pem");
+    std::fs::write(&ca, &pebble.ca_pem).unwrap();
+    let a = Origin::start("a1").await;
+    let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The seed has no domain: they are added through instances 1 and 2, whose certificate
+    // actors start first and so order, while Pebble asks instance 0 for the tokens.
+    let mut instances = Vec::new();
+    for (i, cache) in caches.iter().enumerate() {
+        let seed = format!(
+            "[lets_encrypt]\nemail = \"ops@example.test\"\ncache_dir = \"{}\"\ndirectory_url = \"{}\"\nca_root = \"{}\"\n\n{}",
+            cache.path().display(),
+            pebble.directory_url,
+            ca.display(),
+            backend_toml("a1", a.addr, &["a"]),
+        );
+        let http = if i == 0 { first_http } else { free_addr() };
+        let https = format!("listen_addr = \"{}\"", free_addr());
+        instances.push(instance_on(&cluster, http, &https, "/acme/", &seed).await);
+    }
+    for (via, domain) in [(1, "acme.test"), (2, "late.acme.test")] {
+        let (st, body) = call(
+            Method::POST,
+            &instances[via].api("/domains"),
+            Some(json!({"domain": domain, "enabled_backends_tag": "a"})),
+        )
+        .await;
+        assert_eq!(st, 201, "{body}");
+        let mut serials = Vec::new();
+        for p in &instances {
+            serials.push(wait_for_valid(p, domain).await);
+        }
+        assert!(serials.iter().all(|s| *s == serials[0]), "{serials:?}");
+        let ordered_by: Vec<usize> = (0..3)
+            .filter(|i| {
+                instances[*i]
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("ACME certificate issued") && l.contains(domain))
+            })
+            .collect();
+        println!("{domain}: added through instance {via}, ordered by instance(s) {ordered_by:?}, served by all three");
+    }
+    let mut orders = 0;
+    for p in &instances {
+        let text = scrape(&p.api("/metrics")).await;
+        orders += text
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"pingora_vhost_acme_orders_total{result="success"} "#))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    println!("ACME orders for 2 domains served by 3 instances: {orders}");
+    assert_eq!(orders, 2);
+    drop(pebble);
+}
+
+/// Waits until `p` serves a valid certificate for `domain`; its serial.
+async fn wait_for_valid(p: &Proxy, domain: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, list) = call(Method::GET, &p.api("/certificates"), None).await;
+        let found = list
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["domain"] == domain).cloned());
+        if let Some(c) = &found {
+            if c["status"] == "valid" {
+                return c["serial"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{domain}: {found:?}\n{}",
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }

@@ -21,8 +21,8 @@ mod provision;
 mod store;
 
 pub use acme::{
-    AcmeCounters, AcmeError, AcmeIssuer, AcmeSettings, RenewalWindow, LETS_ENCRYPT_PRODUCTION,
-    LETS_ENCRYPT_STAGING,
+    AcmeCounters, AcmeError, AcmeIssuer, AcmeSettings, AcmeShare, RenewalWindow, SharedItem,
+    LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, ORDER_LOCK_PATIENCE,
 };
 pub use actor::{CertActor, CertArgs, CertMsg, CycleOutcome};
 pub use cache::{write_private_file, CertCache};

@@ -128,7 +128,8 @@ fn reaches_actors(op: &mut Operation) {
     add_error(
         op,
         StatusCode::SERVICE_UNAVAILABLE,
-        "The control plane did not answer",
+        "The control plane did not answer, or (for changes) the shared state store is \
+         unreachable or has no quorum",
     );
 }
 
@@ -138,6 +139,11 @@ fn persists(op: &mut Operation) {
         op,
         StatusCode::INTERNAL_SERVER_ERROR,
         "The change could not be persisted and was not made",
+    );
+    add_error(
+        op,
+        StatusCode::CONFLICT,
+        "Another instance sharing the registry (etcd) changed the same record first",
     );
 }
 

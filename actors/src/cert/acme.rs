@@ -3,10 +3,13 @@
 
 mod error;
 mod settings;
+mod shared;
 
 use error::failure_detail;
 pub use error::AcmeError;
 pub use settings::{AcmeCounters, AcmeSettings, RenewalWindow};
+pub(crate) use shared::{blocking as shared_blocking, shared_cert, store_shared_cert};
+pub use shared::{AcmeShare, SharedItem, ORDER_LOCK_PATIENCE};
 
 use super::cache::write_private_file;
 use super::challenges::{AcmeChallenges, PublishedTokens};
@@ -47,6 +50,8 @@ pub struct AcmeIssuer {
     http: Option<AcmeHttp>,
     account: tokio::sync::Mutex<Option<Account>>,
     ari: AtomicU8,
+    /// The other instances' shared store, when ACME is shared.
+    share: std::sync::OnceLock<Arc<dyn AcmeShare>>,
 }
 
 impl std::fmt::Debug for AcmeIssuer {
@@ -75,6 +80,7 @@ impl AcmeIssuer {
             http,
             account: tokio::sync::Mutex::new(None),
             ari: AtomicU8::new(ARI_UNKNOWN),
+            share: std::sync::OnceLock::new(),
         }))
     }
 
@@ -95,14 +101,19 @@ impl AcmeIssuer {
 
     /// The account credentials file for this directory.
     pub fn account_path(&self) -> PathBuf {
-        let dir: String = self
-            .settings
+        self.settings
+            .cache_dir
+            .join(format!("account-{}.json", self.account_stem()))
+    }
+
+    /// The directory URL as a file or key name.
+    fn account_stem(&self) -> String {
+        self.settings
             .directory_url
             .trim_start_matches("https://")
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        self.settings.cache_dir.join(format!("account-{dir}.json"))
+            .collect()
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, AcmeError> {
@@ -118,6 +129,11 @@ impl AcmeIssuer {
         let mut slot = self.account.lock().await;
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
+        }
+        if let Some(share) = self.share.get() {
+            let account = self.shared_account(share).await?;
+            *slot = Some(account.clone());
+            return Ok(account);
         }
         let path = self.account_path();
         let account = match std::fs::read(&path) {
@@ -145,6 +161,14 @@ impl AcmeIssuer {
     }
 
     async fn create_account(&self, path: &Path) -> Result<Account, AcmeError> {
+        let (account, json) = self.new_account().await?;
+        write_private_file(path, &json)
+            .map_err(|e| AcmeError::Account(format!("cannot write {}: {e}", path.display())))?;
+        Ok(account)
+    }
+
+    /// A new account at the directory, with its credentials as JSON.
+    async fn new_account(&self) -> Result<(Account, Vec<u8>), AcmeError> {
         let contact = format!("mailto:{}", self.settings.email);
         let contacts = [contact.as_str()];
         let new = NewAccount {
@@ -163,16 +187,23 @@ impl AcmeIssuer {
             .map_err(|e| AcmeError::Account(e.to_string()))?;
         let json = serde_json::to_vec_pretty(&creds)
             .map_err(|e| AcmeError::Account(format!("cannot encode credentials: {e}")))?;
-        write_private_file(path, &json)
-            .map_err(|e| AcmeError::Account(format!("cannot write {}: {e}", path.display())))?;
         tracing::info!(directory = %self.settings.directory_url, account = %account.id(),
             "ACME account created");
-        Ok(account)
+        Ok((account, json))
     }
 
     /// Drops the account (memory and file), e.g. after the directory forgot it.
     async fn forget_account(&self) {
         *self.account.lock().await = None;
+        if let Some(share) = self.share.get() {
+            let stem = self.account_stem();
+            if let Err(e) =
+                shared::blocking(share, move |s| s.remove(SharedItem::Account(&stem))).await
+            {
+                tracing::warn!(error = %e, "cannot remove the stale shared ACME account");
+            }
+            return;
+        }
         let path = self.account_path();
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove stale ACME account");
@@ -315,7 +346,7 @@ impl AcmeIssuer {
         domain: &str,
         order: &mut Order,
     ) -> Result<PublishedTokens, AcmeError> {
-        let mut tokens = PublishedTokens::new(&self.challenges);
+        let mut tokens = PublishedTokens::new(&self.challenges, self.share.get().cloned());
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz.map_err(|e| AcmeError::Authorization {
@@ -335,10 +366,16 @@ impl AcmeIssuer {
             let mut challenge = authz
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| AcmeError::NoHttp01(domain.to_owned()))?;
-            tokens.publish(
-                challenge.token.clone(),
-                challenge.key_authorization().as_str().to_owned(),
-            );
+            tokens
+                .publish(
+                    challenge.token.clone(),
+                    challenge.key_authorization().as_str().to_owned(),
+                )
+                .await
+                .map_err(|detail| AcmeError::Challenge {
+                    domain: domain.to_owned(),
+                    detail,
+                })?;
             challenge
                 .set_ready()
                 .await

@@ -3,7 +3,10 @@
 //! window, else `renew_before`), orders when it is, and reports back; failures are retried with
 //! exponential backoff. Stopping the actor stops its timer and any order under way.
 
-use super::acme::{AcmeError, AcmeIssuer, RenewalWindow};
+use super::acme::{
+    shared_blocking, shared_cert, store_shared_cert, AcmeError, AcmeIssuer, RenewalWindow,
+    ORDER_LOCK_PATIENCE,
+};
 use super::cache::CertCache;
 use super::material::CertMaterial;
 use super::store::{CertInfo, CertSource, CertStatus, CertStore};
@@ -84,7 +87,13 @@ impl Actor for CertActor {
     ) -> Result<CertState, ActorProcessingErr> {
         let cache = CertCache::new(args.issuer.settings().cache_dir.clone());
         let domain = args.domain;
-        let current = load_cached(&cache, &domain);
+        let mut current = load_cached(&cache, &domain);
+        if let Some(share) = args.issuer.share() {
+            // Another instance's certificate wins over this one's cache: it is the newest.
+            if let Some(m) = shared_cert(share, &domain).await {
+                current = Some(m);
+            }
+        }
         match &current {
             Some(m) => {
                 tracing::info!(
@@ -289,8 +298,38 @@ async fn run_cycle(
     };
     let last_error = store.info(domain).and_then(|i| i.last_error);
     store.set_status(domain, CertSource::Acme, status, last_error);
+    // With instances sharing ACME, one orders at a time; the others then find its certificate.
+    let share = issuer.share().cloned();
+    let _order_lock = match &share {
+        Some(s) => {
+            let name = format!("order/{domain}");
+            match shared_blocking(s, move |s| s.lock(&name, ORDER_LOCK_PATIENCE)).await {
+                Ok(guard) => Some(guard),
+                Err(e) => return CycleOutcome::Failed(AcmeError::Shared(e)),
+            }
+        }
+        None => None,
+    };
+    if let Some(s) = &share {
+        if let Some(m) = shared_cert(s, domain).await {
+            let newer = current.as_ref().is_none_or(|c| c.serial() != m.serial());
+            if newer && !until(issuer.settings().renew_at(&m)).is_zero() {
+                tracing::info!(
+                    domain,
+                    serial = m.serial(),
+                    "using the certificate another instance ordered"
+                );
+                return CycleOutcome::Issued(m);
+            }
+        }
+    }
     match issuer.issue(domain, current.as_ref()).await {
-        Ok(m) => CycleOutcome::Issued(m),
+        Ok(m) => {
+            if let Some(s) = &share {
+                store_shared_cert(s, domain, &m).await;
+            }
+            CycleOutcome::Issued(m)
+        }
         Err(e) => CycleOutcome::Failed(e),
     }
 }

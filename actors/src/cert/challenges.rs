@@ -1,6 +1,7 @@
 //! HTTP-01 tokens published by the cert actors, answered by the plain-HTTP listener at
 //! `/.well-known/acme-challenge/<token>`.
 
+use super::acme::{AcmeShare, SharedItem};
 use dashmap::DashMap;
 use std::sync::Arc;
 
@@ -61,24 +62,39 @@ impl AcmeChallenges {
     }
 }
 
-/// Tokens published for one order; withdrawn when dropped, so an order that fails, times out or
-/// is aborted leaves nothing behind.
+/// Tokens published for one order (here, and in the shared store for every instance to
+/// answer); withdrawn when dropped, so an order that fails, times out or is aborted leaves
+/// nothing behind.
 pub(crate) struct PublishedTokens {
     challenges: AcmeChallenges,
+    share: Option<Arc<dyn AcmeShare>>,
     tokens: Vec<String>,
 }
 
 impl PublishedTokens {
-    pub(crate) fn new(challenges: &AcmeChallenges) -> Self {
+    pub(crate) fn new(challenges: &AcmeChallenges, share: Option<Arc<dyn AcmeShare>>) -> Self {
         Self {
             challenges: challenges.clone(),
+            share,
             tokens: Vec::new(),
         }
     }
 
-    pub(crate) fn publish(&mut self, token: String, key_authorization: String) {
-        self.challenges.publish(token.clone(), key_authorization);
-        self.tokens.push(token);
+    pub(crate) async fn publish(
+        &mut self,
+        token: String,
+        key_authorization: String,
+    ) -> Result<(), String> {
+        self.challenges
+            .publish(token.clone(), key_authorization.clone());
+        self.tokens.push(token.clone());
+        if let Some(share) = &self.share {
+            super::acme::shared_blocking(share, move |s| {
+                s.save(SharedItem::Token(&token), key_authorization.as_bytes())
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -86,6 +102,14 @@ impl Drop for PublishedTokens {
     fn drop(&mut self) {
         for token in &self.tokens {
             self.challenges.withdraw(token);
+        }
+        if let (Some(share), Ok(rt)) = (&self.share, tokio::runtime::Handle::try_current()) {
+            let (share, tokens) = (Arc::clone(share), std::mem::take(&mut self.tokens));
+            rt.spawn_blocking(move || {
+                for token in tokens {
+                    let _ = share.remove(SharedItem::Token(&token));
+                }
+            });
         }
     }
 }

@@ -177,8 +177,12 @@ fn challenges_answer_only_published_tokens() {
         "/.well-known/acme-challenge/x"
     ));
     {
-        let mut guard = challenges::PublishedTokens::new(&c);
-        guard.publish("tok-2".into(), "v".into());
+        let mut guard = challenges::PublishedTokens::new(&c, None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(guard.publish("tok-2".into(), "v".into()))
+            .unwrap();
         assert_eq!(c.len(), 2);
     }
     assert_eq!(c.len(), 1);

@@ -3,6 +3,7 @@
 //! key it touches (another instance's newer write makes it a conflict, never a lost update);
 //! a watch on the prefix brings the other instances' commits to the registry.
 
+mod acme;
 mod keys;
 mod watch;
 
@@ -114,20 +115,34 @@ impl EtcdStore {
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        let result = self.run_for(OP_TIMEOUT, op);
+        self.up.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    /// Like [`EtcdStore::run`] with a patience of its own (waiting for a lock), and without
+    /// counting a timeout as etcd being down.
+    fn run_for<T, F>(
+        &self,
+        patience: Duration,
+        op: impl FnOnce(Client) -> F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::channel();
         let fut = op(self.client.clone());
         self.runtime().spawn(async move {
-            let _ = tx.send(tokio::time::timeout(OP_TIMEOUT, fut).await);
+            let _ = tx.send(tokio::time::timeout(patience, fut).await);
         });
-        let result = match rx.recv_timeout(OP_TIMEOUT + Duration::from_millis(500)) {
+        match rx.recv_timeout(patience + Duration::from_millis(500)) {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(self.unavailable(e)),
             Ok(Err(_)) | Err(_) => {
-                Err(self.unavailable(format!("no answer within {} s", OP_TIMEOUT.as_secs())))
+                Err(self.unavailable(format!("no answer within {} s", patience.as_secs())))
             }
-        };
-        self.up.store(result.is_ok(), Ordering::Relaxed);
-        result
+        }
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {

@@ -80,6 +80,9 @@ pub enum AcmeError {
     /// The ARI renewal window could not be read.
     #[error("renewal info: {0}")]
     RenewalInfo(String),
+    /// The shared store (several instances) could not be used.
+    #[error("the shared ACME store failed: {0}")]
+    Shared(String),
 }
 
 /// What the CA said about each failed challenge of an invalid order.

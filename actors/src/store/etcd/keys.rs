@@ -9,6 +9,7 @@ use etcd_client::{Compare, TxnOp};
 #[derive(Clone, Debug)]
 pub(super) struct Keys {
     registry: String,
+    acme: String,
 }
 
 const DOMAINS: &str = "domains/";
@@ -21,8 +22,14 @@ impl Keys {
         if !registry.ends_with('/') {
             registry.push('/');
         }
+        let acme = format!("{registry}acme/");
         registry.push_str("registry/");
-        Self { registry }
+        Self { registry, acme }
+    }
+
+    /// `<prefix>acme/<rest>`: the ACME account, certificates, tokens and locks.
+    pub(super) fn acme(&self, rest: &str) -> String {
+        format!("{}{rest}", self.acme)
     }
 
     /// The prefix of every registry key.
