@@ -267,12 +267,16 @@ fn background(mut work: impl FnMut() + Send + 'static) -> (Arc<AtomicBool>, Join
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = thread::spawn(move || {
+        // At least one round, so that a run whose benchmarks a filter skipped (and which stops
+        // the thread at once) still proves the work runs.
         let mut rounds = 0u64;
-        while !flag.load(Ordering::Relaxed) {
+        loop {
             work();
             rounds += 1;
+            if flag.load(Ordering::Relaxed) {
+                break rounds;
+            }
         }
-        rounds
     });
     (stop, handle)
 }
