@@ -30,30 +30,12 @@ async fn instance_on(
     prefix: &str,
     seed: &str,
 ) -> Proxy {
-    let endpoints = cluster.endpoints_toml();
+    let state = format!(
+        "backend = \"etcd\"\n\n[state.etcd]\nendpoints = {}\nprefix = \"{prefix}\"\n",
+        cluster.endpoints_toml()
+    );
     Proxy::start_config(http, &|admin| {
-        format!(
-            r#"
-[proxy]
-listen_addr_http = "{http}"
-management_api_addr = "{admin}"
-threads = 2
-grace_period_secs = 5
-{proxy_keys}
-
-[state]
-backend = "etcd"
-
-[state.etcd]
-endpoints = {endpoints}
-prefix = "{prefix}"
-
-[limits]
-upstream_connect_timeout_ms = 500
-
-{seed}
-"#
-        )
+        config_text_state(http, admin, proxy_keys, &state, "", seed)
     })
     .await
 }

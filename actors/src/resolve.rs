@@ -28,11 +28,7 @@ impl Resolutions {
         }
         let mut cas = HashMap::new();
         for path in ca_files(cmd) {
-            let owned = path.to_string();
-            let read = tokio::task::spawn_blocking(move || load_ca_file(&owned))
-                .await
-                .unwrap_or_else(|e| Err(format!("tls_ca_file '{path}' could not be read: {e}")));
-            cas.insert(path.to_string(), read);
+            cas.insert(path.to_string(), read_ca(path).await);
         }
         Self(out, cas)
     }
@@ -46,14 +42,8 @@ impl Resolutions {
             if needs_dns(&b.address) && !out.contains_key(&b.address) {
                 out.insert(b.address.clone(), lookup(&b.address).await);
             }
-            if let Some(path) = b.transport.tls_ca_file.clone() {
-                let owned = path.clone();
-                let read = tokio::task::spawn_blocking(move || load_ca_file(&owned))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(format!("tls_ca_file '{path}' could not be read: {e}"))
-                    });
-                cas.insert(path, read);
+            if let Some(path) = &b.transport.tls_ca_file {
+                cas.insert(path.clone(), read_ca(path).await);
             }
         }
         Self(out, cas)
@@ -103,6 +93,14 @@ fn ca_files(cmd: &Command) -> Vec<&str> {
 
 fn needs_dns(address: &str) -> bool {
     check_address_shape(address).is_ok() && address.parse::<SocketAddr>().is_err()
+}
+
+/// Reads a CA file on the blocking pool.
+async fn read_ca(path: &str) -> Result<Roots, String> {
+    let owned = path.to_string();
+    tokio::task::spawn_blocking(move || load_ca_file(&owned))
+        .await
+        .unwrap_or_else(|e| Err(format!("tls_ca_file '{path}' could not be read: {e}")))
 }
 
 async fn lookup(address: &str) -> Result<SocketAddr, String> {

@@ -135,6 +135,18 @@ pub fn config_text_limits(
     limits_keys: &str,
     extra: &str,
 ) -> String {
+    config_text_state(http, admin, proxy_keys, "", limits_keys, extra)
+}
+
+/// Like [`config_text_limits`], with extra keys in `[state]` too (e.g. `backend = "etcd"`).
+pub fn config_text_state(
+    http: SocketAddr,
+    admin: SocketAddr,
+    proxy_keys: &str,
+    state_keys: &str,
+    limits_keys: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [proxy]
@@ -146,6 +158,7 @@ grace_period_secs = 5
 
 [state]
 path = "state/state.json"
+{state_keys}
 
 [limits]
 upstream_connect_timeout_ms = 500

@@ -378,7 +378,7 @@ impl Registry {
         }
     }
 
-    fn republish_tags(&self, tags: &[&Tag]) -> Effects {
+    pub(super) fn republish_tags(&self, tags: &[&Tag]) -> Effects {
         Effects {
             republish: self.domains_on(tags).cloned().collect(),
             ..Effects::default()

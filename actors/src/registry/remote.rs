@@ -32,7 +32,7 @@ impl Registry {
                 let mut effects = Effects::default();
                 if let Some(old) = self.backends.remove(&id) {
                     self.upstreams.remove(&id);
-                    effects = self.republish_on(&old.tags);
+                    effects = self.republish_tags(&old.tags.iter().collect::<Vec<_>>());
                     effects.unprobe.push(id);
                     effects.backends_changed = true;
                 }
@@ -77,7 +77,7 @@ impl Registry {
         if let Some(o) = &old {
             tags.extend(o.tags.iter().cloned());
         }
-        let mut effects = self.republish_on(&tags);
+        let mut effects = self.republish_tags(&tags.iter().collect::<Vec<_>>());
         effects.backends_changed = true;
         if rebuild || current.is_none() {
             let live = self.remote_live(&b, resolved);
@@ -129,16 +129,6 @@ impl Registry {
                 name,
                 changes.into_iter().skip(skip).collect::<VecDeque<_>>(),
             );
-        }
-    }
-
-    fn republish_on(&self, tags: &[Tag]) -> Effects {
-        Effects {
-            republish: self
-                .domains_on(&tags.iter().collect::<Vec<_>>())
-                .cloned()
-                .collect(),
-            ..Effects::default()
         }
     }
 }
