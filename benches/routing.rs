@@ -83,6 +83,7 @@ impl RouteFactory {
             http_to_https: false,
             metrics: Arc::clone(&self.metrics),
             split: None,
+            access: None,
         })
     }
 }

@@ -29,6 +29,7 @@ fn lane(handles: &mut RouteHandles, tag: &str, port: u16) -> Arc<Route> {
         http_to_https: false,
         metrics: handles.route("bench.example.com", tag),
         split: None,
+        access: None,
     })
 }
 

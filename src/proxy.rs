@@ -3,6 +3,7 @@
 //! log. It never awaits an actor.
 
 mod admission;
+mod client_addr;
 mod client_stream;
 mod context;
 mod events;
@@ -27,7 +28,7 @@ use crate::config::Limits;
 use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
-use forwarded::{client_ip, client_request_id, Forwarding};
+use forwarded::{client_request_id, Forwarding};
 use host::request_host;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -40,7 +41,8 @@ use std::time::Instant;
 use text::RequestId;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::RouteMetrics;
-use vhost_actors::routing::{Affinity, Route, RouteTable, STICKY_COOKIE};
+use vhost_actors::model::IpNet;
+use vhost_actors::routing::{Affinity, Route, RouteTable, Verdict, STICKY_COOKIE};
 
 /// Connect attempts per request: the first plus at most two retries.
 const MAX_ATTEMPTS: usize = 3;
@@ -70,6 +72,8 @@ pub struct ProxyOptions {
     pub in_flight: Arc<AtomicI64>,
     /// The listener served.
     pub listener: Listener,
+    /// Peers whose `X-Forwarded-For` names the client (empty: none).
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 /// The reverse proxy behind one listener.
@@ -103,6 +107,8 @@ impl ProxyHttp for VhostProxy {
             attempts: 0,
             from_backend: false,
             request_id: None,
+            client: None,
+            forwarded_for: None,
             client_ip: None,
             refusal: None,
             grpc_failure: None,
@@ -125,6 +131,17 @@ impl ProxyHttp for VhostProxy {
         let head = admission::report_head(session);
         let max_head = self.opts.limits.max_request_header_bytes;
         ctx.refusal = admission::refusal(session.req_header(), &head, max_head);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let client = client_addr::client_address(
+            peer,
+            &session.req_header().headers,
+            &self.opts.trusted_proxies,
+        );
+        ctx.client = client.ip;
+        ctx.forwarded_for = client.forwarded_for;
         Ok(())
     }
 
@@ -138,7 +155,9 @@ impl ProxyHttp for VhostProxy {
         let host = request_host(session.req_header()).map(normalize_host);
         let route = host.as_deref().and_then(|h| self.table.lookup(h));
         let (route, refusal) = match (route, host.as_deref()) {
-            (Some(route), Some(host)) => match self.listener_refusal(session, host, &route) {
+            (Some(route), Some(host)) => match access_refusal(&route, ctx.client)
+                .or_else(|| self.listener_refusal(session, host, &route))
+            {
                 Some(refusal) => (Some(route), Some(refusal)),
                 None => {
                     let lane = split::choose_lane(session.req_header(), route, ctx);
@@ -150,10 +169,13 @@ impl ProxyHttp for VhostProxy {
         };
         ctx.route = route;
         match refusal {
-            Some(Refusal::Text(503, why)) if grpc::is_grpc(session.req_header()) => {
-                ctx.grpc_failure = Some(503);
-                let why = std::str::from_utf8(why).unwrap_or_default();
-                grpc::respond_error(session, 503, why).await.map(|()| true)
+            Some(refusal @ (Refusal::Text(..) | Refusal::Limited(_)))
+                if grpc::is_grpc(session.req_header()) && refusal.status() >= 400 =>
+            {
+                let code = refusal.status();
+                ctx.grpc_failure = Some(code);
+                let why = std::str::from_utf8(refusal.body()).unwrap_or_default();
+                grpc::respond_error(session, code, why).await.map(|()| true)
             }
             Some(refusal) => refusal.send(session).await.map(|()| true),
             None => Ok(false),
@@ -185,7 +207,7 @@ impl ProxyHttp for VhostProxy {
             return Error::e_explain(InternalError, "no route chosen");
         };
         let request = Affinity {
-            client: || Some(session.client_addr()?.as_inet()?.ip()),
+            client: || ctx.client,
             headers: &session.req_header().headers,
         };
         let Some(backend) = route.pick(&request, |b| ctx.was_tried(b)) else {
@@ -313,7 +335,7 @@ impl ProxyHttp for VhostProxy {
     ) -> Result<()> {
         forwarded::to_origin_form(upstream)?;
         if ctx.client_ip.is_none() {
-            ctx.client_ip = client_ip(session);
+            ctx.client_ip = ctx.client.map(text::IpText::new);
         }
         // One id per request: a retry (a fresh copy of the client's header) sends the same one.
         if ctx.request_id.is_none() && client_request_id(upstream).is_none() {
@@ -325,6 +347,7 @@ impl ProxyHttp for VhostProxy {
             Forwarding {
                 request_id: ctx.request_id.as_ref(),
                 client_ip: ctx.client_ip.as_ref(),
+                forwarded_for: ctx.forwarded_for.clone(),
                 proto: self.proto,
                 host,
             },
@@ -377,6 +400,16 @@ impl ProxyHttp for VhostProxy {
         if tracing::enabled!(target: "access", tracing::Level::INFO) {
             events::access(session, ctx, status, elapsed);
         }
+    }
+}
+
+/// Why the domain's access control refuses a request from `client`, if it does.
+#[inline]
+fn access_refusal(route: &Route, client: Option<std::net::IpAddr>) -> Option<Refusal> {
+    match route.access.as_ref()?.admit(client) {
+        Verdict::Pass => None,
+        Verdict::Forbidden => Some(Refusal::Text(403, responses::FORBIDDEN)),
+        Verdict::Limited { retry_after_secs } => Some(Refusal::Limited(retry_after_secs)),
     }
 }
 

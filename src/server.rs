@@ -26,6 +26,7 @@ use vhost_actors::cert::{
     CertSource, CertStore,
 };
 use vhost_actors::metrics::{Metrics, RouteHandles};
+use vhost_actors::model::IpNet;
 use vhost_actors::registry::Registry;
 use vhost_actors::routing::RouteTable;
 use vhost_actors::store::{JsonFileStore, StateStore, StoreError};
@@ -117,6 +118,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
         opts.upgrade,
     )?;
 
+    let trusted_proxies: Arc<[IpNet]> = cfg.trusted_proxies.clone().into();
     let proxy = |listener: Listener| {
         VhostProxy::new(
             Arc::clone(&table),
@@ -126,6 +128,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
                 unknown: metrics.unknown_host(),
                 in_flight: Arc::clone(&in_flight),
                 listener,
+                trusted_proxies: Arc::clone(&trusted_proxies),
             },
         )
     };

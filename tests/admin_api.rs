@@ -25,6 +25,10 @@ fn domain_json(domain: &str, tag: &str, previous: Option<&str>, https: bool) -> 
         "sticky": false,
         "rollback": null,
         "last_rollback": null,
+        "allow": null,
+        "deny": null,
+        "rate_limit_rps": null,
+        "rate_limit_burst": null,
     })
 }
 

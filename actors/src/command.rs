@@ -6,7 +6,7 @@ use crate::upstream::HealthReading;
 use serde::{Deserialize, Serialize};
 
 /// A new virtual host (`POST /api/v1/domains`).
-#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     /// Host name.
@@ -28,6 +28,22 @@ pub struct NewDomain {
     /// Header hashed by `header_hash`.
     #[serde(default)]
     pub lb_hash_header: Option<String>,
+    /// CIDRs (or addresses) whose clients may use the domain; others get `403`.
+    #[serde(default)]
+    #[schema(example = json!(["10.0.0.0/8"]))]
+    pub allow: Option<Vec<String>>,
+    /// CIDRs (or addresses) whose clients get `403`; deny wins over allow.
+    #[serde(default)]
+    #[schema(example = json!(["10.0.0.66/32"]))]
+    pub deny: Option<Vec<String>>,
+    /// Requests per second per client IP; above: `429` with `Retry-After`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub rate_limit_rps: Option<u32>,
+    /// Burst per client IP; defaults to `rate_limit_rps`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// A partial domain update (`PUT /api/v1/domains/{domain}`).
@@ -48,6 +64,22 @@ pub struct DomainPatch {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub lb_hash_header: Option<Option<String>>,
+    /// Allowed CIDRs; `null` removes the list.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allow: Option<Option<Vec<String>>>,
+    /// Denied CIDRs; `null` removes the list.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub deny: Option<Option<Vec<String>>>,
+    /// Requests per second per client IP; `null` removes the rate limit (and its burst).
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    pub rate_limit_rps: Option<Option<u32>>,
+    /// Burst per client IP; `null` makes it `rate_limit_rps`.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    pub rate_limit_burst: Option<Option<u32>>,
     /// Switch even when the target tag has no routable backend.
     #[serde(default)]
     pub force: bool,

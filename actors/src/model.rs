@@ -1,6 +1,14 @@
 //! The domain model: validated names, virtual hosts and backends as the registry keeps them.
 
+mod access;
 mod transport;
+
+/// A CIDR network (`10.0.0.0/8`), as the access lists and `trusted_proxies` hold them.
+pub use ipnet::IpNet;
+
+pub use access::{
+    parse_cidr, parse_cidrs, AccessPatch, AccessSettings, MAX_ACCESS_ENTRIES, MAX_RATE,
+};
 
 pub use transport::{
     address_host, check_server_name, BackendProtocol, HealthCheck, TransportSettings,
@@ -136,6 +144,9 @@ pub struct DomainRecord {
     #[serde(default)]
     #[schema(required = true)]
     pub last_rollback: Option<crate::rollout::LastRollback>,
+    /// Who may use the domain, and how fast.
+    #[serde(flatten)]
+    pub access: AccessSettings,
 }
 
 impl DomainRecord {

@@ -19,7 +19,7 @@ use crate::model::{
     BackendRecord, DomainName, DomainRecord, Tag,
 };
 use crate::rollout::{Change, HISTORY_LIMIT};
-use crate::routing::{BackendPool, Policy, PoolMember, Route, RouteTable, Split};
+use crate::routing::{Access, BackendPool, Policy, PoolMember, Route, RouteTable, Split};
 use crate::store::PersistedState;
 use crate::upstream::{load_ca_file, PeerPreparer, UpstreamBackend};
 pub use commands::check_policy;
@@ -158,6 +158,11 @@ impl Registry {
             if let Err(e) = check_policy(d.lb_policy, d.lb_hash_header.as_deref()) {
                 errors.push(format!("domain '{}': {e}", d.domain));
             }
+            if let Err(problems) = d.access.check() {
+                for e in problems {
+                    errors.push(format!("domain '{}': {e}", d.domain));
+                }
+            }
             if reg.domains.insert(d.domain.clone(), d.clone()).is_some() {
                 errors.push(format!("domain '{}' is listed twice", d.domain));
             }
@@ -279,7 +284,7 @@ impl Registry {
     pub fn publish_all(&self, table: &RouteTable, metrics: &mut RouteHandles) {
         let mut pools = Pools::new();
         for d in self.domains.values() {
-            table.publish(self.build_route(d, &mut pools, metrics));
+            table.publish(self.build_route(d, table, &mut pools, metrics));
         }
         metrics.set_backends(self.backend_gauges());
     }
@@ -293,7 +298,7 @@ impl Registry {
         let mut pools = Pools::new();
         for name in &effects.republish {
             if let Some(d) = self.domains.get(name) {
-                table.publish(self.build_route(d, &mut pools, metrics));
+                table.publish(self.build_route(d, table, &mut pools, metrics));
             }
         }
         if let Some(d) = &effects.switched {
@@ -318,6 +323,7 @@ impl Registry {
     fn build_route(
         &self,
         d: &DomainRecord,
+        table: &RouteTable,
         pools: &mut Pools,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
@@ -326,7 +332,7 @@ impl Registry {
                 .iter()
                 .filter(|(_, w)| **w > 0)
                 .map(|(tag, w)| {
-                    let lane = self.lane_route(d, tag, None, pools, metrics);
+                    let lane = self.lane_route(d, tag, None, None, pools, metrics);
                     if d.rollback.is_some() {
                         lane.metrics.watch_outcomes();
                     }
@@ -335,7 +341,9 @@ impl Registry {
                 .collect();
             Split::new(lanes, d.sticky)
         });
-        self.lane_route(d, &d.enabled_backends_tag, split, pools, metrics)
+        let previous = table.get(&d.domain);
+        let access = Access::new(&d.access, previous.as_ref().and_then(|r| r.access.as_ref()));
+        self.lane_route(d, &d.enabled_backends_tag, split, access, pools, metrics)
     }
 
     /// The route of `d` on one tag (with `split` for the domain's main route).
@@ -344,6 +352,7 @@ impl Registry {
         d: &DomainRecord,
         tag: &Tag,
         split: Option<Split>,
+        access: Option<Access>,
         pools: &mut Pools,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
@@ -361,6 +370,7 @@ impl Registry {
             http_to_https: d.http_to_https,
             metrics: metrics.route(d.domain.as_str(), tag.as_str()),
             split,
+            access,
         })
     }
 

@@ -2,6 +2,7 @@
 //! each route, the pool of backends of its tag and the policy that picks one of them. Only the
 //! RegistryActor writes it.
 
+mod access;
 mod lease;
 mod maglev;
 mod policy;
@@ -11,6 +12,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use access::{Access, ClientLimiter, Verdict};
 pub use lease::Lease;
 pub use maglev::MaglevTable;
 pub use policy::{hash_ip, hash_key, Affinity, Policy};

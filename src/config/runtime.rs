@@ -34,6 +34,8 @@ pub struct Config {
     pub default_sni: Option<DomainName>,
     /// HTTP/2 by prior knowledge on the plain listener.
     pub h2c: bool,
+    /// Peers whose `X-Forwarded-For` is believed (empty: none).
+    pub trusted_proxies: Vec<vhost_actors::model::IpNet>,
     /// State file.
     pub state_path: PathBuf,
     /// `[state] backend = "etcd"`: the shared store instead of the file.

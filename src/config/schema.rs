@@ -45,6 +45,7 @@ pub(super) struct ProxySection {
     pub(super) default_sni: Option<String>,
     #[serde(default)]
     pub(super) h2c: bool,
+    pub(super) trusted_proxies: Option<Vec<String>>,
 }
 
 impl Default for ProxySection {
@@ -58,6 +59,7 @@ impl Default for ProxySection {
             grace_period_secs: default_grace(),
             default_sni: None,
             h2c: false,
+            trusted_proxies: None,
         }
     }
 }

@@ -264,5 +264,6 @@ fn metrics_listen_on_loopback_unless_told_otherwise() {
     assert_eq!(c.metrics_addr, None);
 }
 
+mod access;
 mod protocols;
 mod state;

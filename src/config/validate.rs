@@ -1,6 +1,7 @@
 //! Validation of the file's values into a [`Config`], one function per section; every problem
 //! is collected, not just the first.
 
+mod access;
 mod certificates;
 mod state;
 
@@ -47,6 +48,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
     let backends = backends(&f.backends, &listeners, &mut errs);
     let domains = virtual_hosts(&f.virtual_hosts, &backends, &mut errs);
     let default_sni = default_sni(f.proxy.default_sni.as_deref(), &domains, &mut errs);
+    let trusted_proxies = access::trusted_proxies(f.proxy.trusted_proxies.as_deref(), &mut errs);
 
     let admin_addr = match proxy.admin_addr {
         Some(a) if errs.is_empty() => a,
@@ -64,6 +66,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
         grace_period: Duration::from_secs(f.proxy.grace_period_secs),
         default_sni,
         h2c: f.proxy.h2c,
+        trusted_proxies,
         state_path: f.state.path,
         etcd,
         logging: f.logging,
@@ -396,12 +399,7 @@ fn virtual_hosts(
         if let Err(e) = check_policy(v.lb_policy, v.lb_hash_header.as_deref()) {
             errs.push(at.clone(), e);
         }
-        if v.allow.is_some() || v.deny.is_some() {
-            errs.push(at.clone(), "allow/deny access lists are not supported yet");
-        }
-        if v.rate_limit_rps.is_some() || v.rate_limit_burst.is_some() {
-            errs.push(at.clone(), "rate limits are not supported yet");
-        }
+        let access = access::access(v, &at, errs);
         if let (Some(domain), Some(tag)) = (domain, tag) {
             domains.push(DomainRecord {
                 domain,
@@ -414,6 +412,7 @@ fn virtual_hosts(
                 sticky: false,
                 rollback: None,
                 last_rollback: None,
+                access,
             });
         }
     }

@@ -31,6 +31,10 @@ pub struct RequestCtx {
     pub(super) from_backend: bool,
     /// The id this proxy gave the request (when the client sent none).
     pub(super) request_id: Option<RequestId>,
+    /// The client's address (see [`super::client_addr`]).
+    pub(super) client: Option<std::net::IpAddr>,
+    /// The `X-Forwarded-For` to send when the address came from a trusted proxy's list.
+    pub(super) forwarded_for: Option<http::HeaderValue>,
     /// The client's address as text, once rendered.
     pub(super) client_ip: Option<IpText>,
     /// Why the request is answered before routing, if it is.

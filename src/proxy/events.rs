@@ -2,7 +2,7 @@
 //! level its cause deserves (what clients do is `debug`, a slow or unreachable backend `warn`,
 //! only the proxy's own faults `error`).
 
-use super::forwarded::{client_ip, client_request_id};
+use super::forwarded::client_request_id;
 use super::text::{IpText, RequestId};
 use super::RequestCtx;
 use crate::telemetry::access::AccessRecord;
@@ -26,7 +26,7 @@ pub fn access(session: &Session, ctx: &mut RequestCtx, status: u16, elapsed: Dur
         },
     };
     // Rendered for X-Forwarded-For when the request went upstream.
-    let client_ip = ctx.client_ip.take().or_else(|| client_ip(session));
+    let client_ip = ctx.client_ip.take().or_else(|| ctx.client.map(IpText::new));
     let route = ctx.route.as_deref();
     crate::telemetry::access::write(&AccessRecord {
         request_id,

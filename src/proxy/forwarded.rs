@@ -20,6 +20,8 @@ pub struct Forwarding<'a> {
     pub request_id: Option<&'a RequestId>,
     /// The client's address.
     pub client_ip: Option<&'a IpText>,
+    /// The whole `X-Forwarded-For` to send, when a trusted proxy's list named the client.
+    pub forwarded_for: Option<HeaderValue>,
     /// `http` or `https`.
     pub proto: &'static str,
     /// The value of `X-Forwarded-Host`.
@@ -61,12 +63,6 @@ pub fn came_through_here(headers: &HeaderMap) -> bool {
         .get_all(header::VIA)
         .iter()
         .any(|v| memchr::memmem::find(v.as_bytes(), token).is_some())
-}
-
-/// The client's IP address as text (none for a Unix-socket client).
-pub fn client_ip(session: &Session) -> Option<IpText> {
-    let ip = session.client_addr()?.as_inet()?.ip();
-    Some(IpText::new(ip))
 }
 
 /// The client's `Host` value as it is (a shared buffer, no copy), or the authority of an
@@ -128,7 +124,9 @@ pub fn add_forwarding_headers(upstream: &mut RequestHeader, add: Forwarding<'_>)
             HeaderValue::from_str(id.as_str()).expect("hex digits"),
         );
     }
-    if let Some(ip) = add.client_ip {
+    if let Some(chain) = add.forwarded_for {
+        headers.insert(X_FORWARDED_FOR, chain);
+    } else if let Some(ip) = add.client_ip {
         let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
             Some(Ok(prev)) => HeaderValue::from_str(&format!("{prev}, {}", ip.as_str())),
             _ => HeaderValue::from_str(ip.as_str()),

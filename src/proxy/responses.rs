@@ -13,6 +13,12 @@ pub const MISDIRECTED: &[u8] =
     b"421 misdirected request: the Host does not match the TLS server name\n";
 /// Every backend of the domain is down (or at its cap).
 pub const NO_BACKEND: &[u8] = b"503 no backend available: every backend of this domain is down\n";
+/// The client's address is denied by the domain's access lists.
+pub const FORBIDDEN: &[u8] =
+    b"403 forbidden: this domain does not accept requests from your address\n";
+/// The client is over the domain's rate limit.
+pub const TOO_MANY: &[u8] =
+    b"429 too many requests: this domain's rate limit per client address is exceeded\n";
 /// The request body is over `max_request_body_bytes`.
 pub const BODY_TOO_LARGE: &[u8] = b"413 request body too large\n";
 /// An ACME challenge path whose token is not (or no longer) published.
@@ -86,14 +92,44 @@ pub enum Refusal {
     Redirect(String),
     /// An error answer after which the connection is closed.
     Close(u16, &'static [u8]),
+    /// A `429` whose `Retry-After` is this many seconds; the connection stays open.
+    Limited(u64),
 }
 
 impl Refusal {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Text(status, _) | Refusal::Close(status, _) => *status,
+            Refusal::Redirect(_) => 301,
+            Refusal::Limited(_) => 429,
+        }
+    }
+
+    /// The answer's body.
+    pub fn body(&self) -> &'static [u8] {
+        match self {
+            Refusal::Text(_, body) | Refusal::Close(_, body) => body,
+            Refusal::Redirect(_) => b"",
+            Refusal::Limited(_) => TOO_MANY,
+        }
+    }
+
     /// Writes the answer.
     pub async fn send(self, session: &mut Session) -> Result<()> {
         match self {
             Refusal::Text(status, body) => respond_static(session, status, body).await,
             Refusal::Redirect(location) => redirect(session, &location).await,
+            Refusal::Limited(retry_after) => {
+                let mut resp = ResponseHeader::build(429, Some(3))?;
+                resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+                resp.insert_header(header::CONTENT_LENGTH, TOO_MANY.len())?;
+                resp.insert_header(header::RETRY_AFTER, retry_after)?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session
+                    .write_response_body(Some(Bytes::from_static(TOO_MANY)), true)
+                    .await
+            }
             Refusal::Close(status, body) => {
                 session
                     .respond_error_with_body(status, Bytes::from_static(body))

@@ -115,9 +115,7 @@ impl ControlPlane {
         cp.apply(Command::AddDomain(NewDomain {
             domain: "app.test".into(),
             enabled_backends_tag: "a".into(),
-            http_to_https: false,
-            lb_policy: None,
-            lb_hash_header: None,
+            ..NewDomain::default()
         }))
         .await;
         cp

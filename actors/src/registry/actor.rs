@@ -50,6 +50,8 @@ pub enum RegistryMsg {
     StoreStatus(RpcReplyPort<StoreStatus>),
     /// Time to try the host names that did not resolve again.
     ResolveAgain,
+    /// Time to forget the rate limiters' idle clients.
+    SweepLimiters,
     /// A host name that did not resolve now does.
     Resolved {
         /// The backend.
@@ -66,6 +68,10 @@ const CHECK_CANARIES_EVERY: std::time::Duration = std::time::Duration::from_mill
 
 /// How often host names that did not resolve at start are tried again.
 const RESOLVE_AGAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often the rate limiters forget clients whose allowance is full again (their memory stays
+/// bounded by the clients of the last few seconds).
+const SWEEP_LIMITERS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl From<ProbeReport> for RegistryMsg {
     fn from(r: ProbeReport) -> Self {
@@ -180,6 +186,7 @@ impl Actor for RegistryActor {
         }
         myself.send_interval(RESOLVE_AGAIN_EVERY, || RegistryMsg::ResolveAgain);
         myself.send_interval(CHECK_CANARIES_EVERY, || RegistryMsg::CheckCanaries);
+        myself.send_interval(SWEEP_LIMITERS_EVERY, || RegistryMsg::SweepLimiters);
         Ok(())
     }
 
@@ -207,6 +214,7 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::ProbeResult(report) => state.record_probe(report),
             RegistryMsg::ResolveAgain => state.resolve_again(&myself),
+            RegistryMsg::SweepLimiters => state.sweep_limiters(),
             RegistryMsg::History(name, reply) => {
                 let _ = reply.send(state.registry.history(&name));
             }

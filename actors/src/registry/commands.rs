@@ -7,8 +7,8 @@ use crate::command::{
     BackendPatch, Command, DomainPatch, NewBackend, NewDomain, Reply, SwitchRequest,
 };
 use crate::model::{
-    check_tags, check_weight, BackendId, BackendRecord, DomainName, DomainRecord, LbPolicy, Tag,
-    TransportSettings,
+    check_tags, check_weight, AccessPatch, AccessSettings, BackendId, BackendRecord, DomainName,
+    DomainRecord, LbPolicy, Tag, TransportSettings,
 };
 use crate::resolve::Resolutions;
 use crate::rollout::{ChangeKind, ChangedBy};
@@ -152,6 +152,13 @@ impl Registry {
         let tag = Tag::parse(&new.enabled_backends_tag).map_err(invalid)?;
         let lb_policy = new.lb_policy.unwrap_or_default();
         check_policy(lb_policy, new.lb_hash_header.as_deref()).map_err(invalid)?;
+        let access = AccessSettings::from_input(
+            new.allow,
+            new.deny,
+            new.rate_limit_rps,
+            new.rate_limit_burst,
+        )
+        .map_err(|e| invalid(e.join("; ")))?;
         if self.domains.contains_key(&domain) {
             return Err(Conflict::DomainExists(domain).into());
         }
@@ -167,6 +174,7 @@ impl Registry {
             sticky: false,
             rollback: None,
             last_rollback: None,
+            access,
         };
         self.put_domain(record.clone());
         let mut effects = republish_one(domain.clone());
@@ -184,6 +192,15 @@ impl Registry {
             record.lb_hash_header = header;
         }
         check_policy(record.lb_policy, record.lb_hash_header.as_deref()).map_err(invalid)?;
+        record.access = record
+            .access
+            .patched(AccessPatch {
+                allow: patch.allow,
+                deny: patch.deny,
+                rate_limit_rps: patch.rate_limit_rps,
+                rate_limit_burst: patch.rate_limit_burst,
+            })
+            .map_err(|e| invalid(e.join("; ")))?;
         if let Some(https) = patch.http_to_https {
             record.http_to_https = https;
         }

@@ -21,8 +21,7 @@ fn domain(name: &str, tag: &str) -> Command {
         domain: name.into(),
         enabled_backends_tag: tag.into(),
         http_to_https: false,
-        lb_policy: None,
-        lb_hash_header: None,
+        ..NewDomain::default()
     })
 }
 

@@ -1,6 +1,6 @@
 //! The published routing view: domain -> `Arc<Route>`, replaced whole on every change.
 
-use super::{Affinity, BackendPool, Lease, Policy, Split};
+use super::{Access, Affinity, BackendPool, ClientLimiter, Lease, Policy, Split};
 use crate::metrics::RouteMetrics;
 use crate::model::{DomainName, Tag};
 use crate::upstream::UpstreamBackend;
@@ -27,6 +27,9 @@ pub struct Route {
     /// The traffic split between tags, when there is one; `tag`, `pool` and `metrics` are then
     /// the baseline's, and each request takes the route of the lane [`Split::choose`] picks.
     pub split: Option<Split>,
+    /// Who may use the domain, and how fast (on the domain's main route only: it is applied
+    /// before the split picks a lane). None: no control, nothing to check.
+    pub access: Option<Access>,
 }
 
 impl Route {
@@ -73,6 +76,24 @@ impl RouteTable {
         }
         let (_, parent) = host.split_once('.')?;
         self.wildcard.get(parent).map(|r| Arc::clone(r.value()))
+    }
+
+    /// The published route of a configured domain (exact or wildcard).
+    pub fn get(&self, domain: &DomainName) -> Option<Arc<Route>> {
+        let entry = match domain.wildcard_suffix() {
+            Some(suffix) => self.wildcard.get(suffix),
+            None => self.exact.get(domain.as_str()),
+        };
+        entry.map(|r| Arc::clone(r.value()))
+    }
+
+    /// The rate limiters of the published routes (for sweeping their idle clients).
+    pub fn limiters(&self) -> Vec<Arc<ClientLimiter>> {
+        self.exact
+            .iter()
+            .chain(self.wildcard.iter())
+            .filter_map(|r| r.value().access.as_ref()?.limiter().cloned())
+            .collect()
     }
 
     /// Publishes (or replaces) a route in one insert.

@@ -80,6 +80,7 @@ fn lookup_exact_then_wildcard() {
             metrics: crate::metrics::RouteHandles::new(crate::metrics::Metrics::new())
                 .route(d, "a"),
             split: None,
+            access: None,
         }));
     }
     assert_eq!(

@@ -57,6 +57,15 @@ impl RegistryState {
         }
     }
 
+    /// Sweeps the rate limiters' idle clients on the blocking pool (a walk over every client
+    /// remembered), so that this runtime never does it.
+    pub(super) fn sweep_limiters(&self) {
+        let limiters = self.table.limiters();
+        if !limiters.is_empty() {
+            tokio::task::spawn_blocking(move || limiters.iter().for_each(|l| l.sweep()));
+        }
+    }
+
     /// Looks up every unresolved host name on the blocking pool; answers come back as
     /// [`RegistryMsg::Resolved`], so the registry never waits for DNS.
     pub(super) fn resolve_again(&self, myself: &ActorRef<RegistryMsg>) {

@@ -15,6 +15,7 @@ fn hashed_domain(name: &str, policy: Option<LbPolicy>, header: Option<&str>) -> 
         http_to_https: false,
         lb_policy: policy,
         lb_hash_header: header.map(Into::into),
+        ..NewDomain::default()
     })
 }
 

@@ -16,6 +16,7 @@ fn domain(i: usize) -> DomainRecord {
         sticky: false,
         rollback: None,
         last_rollback: None,
+        access: Default::default(),
     }
 }
 

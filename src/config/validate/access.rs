@@ -1,0 +1,48 @@
+//! Access control: `[proxy] trusted_proxies` and each virtual host's `allow`, `deny`,
+//! `rate_limit_rps` and `rate_limit_burst`, with the same rules as the API.
+
+use super::super::problem::{KeyPath, Problems};
+use super::super::schema::VirtualHostSection;
+use vhost_actors::model::{parse_cidr, AccessSettings, IpNet};
+
+/// The CIDRs of `[proxy] trusted_proxies`, each entry that does not parse a problem of its own.
+pub(super) fn trusted_proxies(list: Option<&[String]>, errs: &mut Problems) -> Vec<IpNet> {
+    let at = KeyPath::section("proxy").key("trusted_proxies");
+    cidrs(list.unwrap_or_default(), &at, errs)
+}
+
+/// A virtual host's access control (its problems pushed under its keys).
+pub(super) fn access(v: &VirtualHostSection, at: &KeyPath, errs: &mut Problems) -> AccessSettings {
+    let settings = AccessSettings {
+        allow: v.allow.as_ref().map(|l| cidrs(l, &at.key("allow"), errs)),
+        deny: v
+            .deny
+            .as_ref()
+            .map(|l| cidrs(l, &at.key("deny"), errs))
+            .filter(|l| !l.is_empty()),
+        rate_limit_rps: v.rate_limit_rps,
+        rate_limit_burst: v.rate_limit_burst,
+    };
+    if let Err(problems) = settings.check() {
+        const KEYS: [&str; 4] = ["allow", "deny", "rate_limit_rps", "rate_limit_burst"];
+        for p in problems {
+            // Each message starts with the key it is about (the longest name that fits).
+            let key = KEYS
+                .iter()
+                .filter(|k| p.starts_with(*k))
+                .max_by_key(|k| k.len());
+            match key {
+                Some(k) => errs.push(at.key(k), p),
+                None => errs.push(at.clone(), p),
+            }
+        }
+    }
+    settings
+}
+
+fn cidrs(list: &[String], at: &KeyPath, errs: &mut Problems) -> Vec<IpNet> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, text)| parse_cidr(text).map_err(|e| errs.push(at.index(i), e)).ok())
+        .collect()
+}
