@@ -1,5 +1,6 @@
 //! Tests of the registry's transitions, publishing and reverts.
 
+mod access;
 mod lb;
 
 use super::*;
