@@ -55,10 +55,10 @@ impl PersistedState {
                     self.history.remove(&name);
                 }
                 StateChange::AppendHistory { domain, change } => {
+                    // Appended as it comes, equal entries too (three switches within one
+                    // millisecond can give two): a journal is replayed once, over the snapshot
+                    // it continues.
                     let h = self.history.entry(domain).or_default();
-                    if h.contains(&change) {
-                        continue; // replayed twice
-                    }
                     h.push(change);
                     if h.len() > HISTORY_LIMIT {
                         h.drain(..h.len() - HISTORY_LIMIT);

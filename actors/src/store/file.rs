@@ -1,5 +1,10 @@
 //! The embedded store: a JSON snapshot at the state path (temp file, fsync, rename) plus, once
 //! the registry is large, an append-only journal of changes beside it.
+//!
+//! A journal begins with a header naming the snapshot it continues (a fingerprint of its
+//! bytes). A compaction writes a new snapshot and then removes the journal; a crash between the
+//! two leaves a journal whose header names the old snapshot, and that journal is not replayed
+//! (it would revert what the new snapshot holds).
 
 use super::{PersistedState, StateChange, StateStore, StoreError, StoreStatus};
 use std::fs;
@@ -27,6 +32,24 @@ pub struct JsonFileStore {
 struct Sizes {
     snapshot: u64,
     journal: u64,
+    /// The fingerprint of the snapshot on disk (what a new journal's header names).
+    fingerprint: u64,
+}
+
+/// A journal's first line: the snapshot the journal continues.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalHeader {
+    /// [`fingerprint`] of the snapshot file's bytes, as 16 hex digits.
+    snapshot: String,
+}
+
+/// A stable 64-bit fingerprint (FNV-1a) of a snapshot's bytes: the same on every run and
+/// build, unlike the std and foldhash hashers.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl JsonFileStore {
@@ -35,9 +58,11 @@ impl JsonFileStore {
         let path = path.into();
         let mut journal = path.clone().into_os_string();
         journal.push(".journal");
+        let snapshot = fs::read(&path).unwrap_or_default();
         let sizes = Sizes {
-            snapshot: fs::metadata(&path).map_or(0, |m| m.len()),
+            snapshot: snapshot.len() as u64,
             journal: fs::metadata(&journal).map_or(0, |m| m.len()),
+            fingerprint: fingerprint(&snapshot),
         };
         Self {
             path,
@@ -78,7 +103,8 @@ impl JsonFileStore {
         sizes.snapshot < SMALL_SNAPSHOT || journal_would_be > sizes.snapshot
     }
 
-    fn write_snapshot(&self, state: &PersistedState) -> Result<u64, StoreError> {
+    /// Writes the snapshot; returns its size and fingerprint.
+    fn write_snapshot(&self, state: &PersistedState) -> Result<(u64, u64), StoreError> {
         let dir = self.dir();
         fs::create_dir_all(&dir)
             .map_err(|e| self.err("cannot create the directory of", &self.path, e))?;
@@ -95,7 +121,7 @@ impl JsonFileStore {
             self.err("cannot replace", &self.path, e)
         })?;
         sync_dir(&dir);
-        Ok(json.len() as u64)
+        Ok((json.len() as u64, fingerprint(&json)))
     }
 
     /// Temp files of snapshot writes are `.<file name>.<pid>.tmp` beside the state file.
@@ -137,7 +163,7 @@ impl JsonFileStore {
     /// Appends whole lines. A torn last line (a crash or a full disk mid-append, never
     /// acknowledged) is cut off first, so a new change is never written onto a fragment; a
     /// failed append is cut back off the same way.
-    fn append_journal(&self, changes: &[StateChange]) -> Result<u64, StoreError> {
+    fn append_journal(&self, changes: &[StateChange], snapshot: u64) -> Result<u64, StoreError> {
         let mut lines = Vec::new();
         for c in changes {
             serde_json::to_writer(&mut lines, c).expect("change serialises");
@@ -153,6 +179,14 @@ impl JsonFileStore {
         let len = self
             .complete_length(&mut f)
             .map_err(|e| self.err("cannot repair the end of", &self.journal_path, e))?;
+        if len == 0 {
+            let header = JournalHeader {
+                snapshot: format!("{snapshot:016x}"),
+            };
+            let mut first = serde_json::to_vec(&header).expect("header serialises");
+            first.push(b'\n');
+            lines.splice(0..0, first);
+        }
         f.write_all(&lines)
             .and_then(|_| f.sync_data())
             .map_err(|e| {
@@ -192,7 +226,9 @@ impl JsonFileStore {
         Ok(keep)
     }
 
-    fn read_journal(&self) -> Result<Vec<StateChange>, StoreError> {
+    /// The journal's changes, when it continues the snapshot whose fingerprint is `snapshot`
+    /// (a journal without a header, as older versions wrote, is taken as it is).
+    fn read_journal(&self, snapshot: u64) -> Result<Vec<StateChange>, StoreError> {
         let text = match fs::read_to_string(&self.journal_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -204,9 +240,21 @@ impl JsonFileStore {
             Some(end) => &text[..=end],
             None => "",
         };
-        complete
-            .lines()
-            .enumerate()
+        let mut lines = complete.lines().enumerate().peekable();
+        if let Some((_, first)) = lines.peek() {
+            if let Ok(header) = serde_json::from_str::<JournalHeader>(first) {
+                if header.snapshot != format!("{snapshot:016x}") {
+                    tracing::warn!(
+                        journal = %self.journal_path.display(),
+                        "state journal belongs to an earlier snapshot (a compaction was \
+                         interrupted before removing it); not replayed"
+                    );
+                    return Ok(Vec::new());
+                }
+                lines.next();
+            }
+        }
+        lines
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l).map_err(|source| StoreError::CorruptJournal {
@@ -230,8 +278,10 @@ impl StateStore for JsonFileStore {
         for leftover in self.remove_leftovers() {
             tracing::info!(file = %leftover.display(), "removed the temp file of an interrupted state write");
         }
+        let mut snapshot_print = fingerprint(b"");
         let snapshot = match fs::read_to_string(&self.path) {
             Ok(text) => {
+                snapshot_print = fingerprint(text.as_bytes());
                 let state: PersistedState =
                     serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
                         path: self.path.clone(),
@@ -248,7 +298,7 @@ impl StateStore for JsonFileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.err("cannot read state file", &self.path, e)),
         };
-        let journal = self.read_journal()?;
+        let journal = self.read_journal(snapshot_print)?;
         if snapshot.is_none() && journal.is_empty() {
             return Ok(None);
         }
@@ -285,7 +335,10 @@ impl StateStore for JsonFileStore {
                 Err(e) => return Err(self.err("cannot remove", path, e)),
             }
         }
-        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = Sizes::default();
+        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = Sizes {
+            fingerprint: fingerprint(b""),
+            ..Sizes::default()
+        };
         Ok(())
     }
 
@@ -309,9 +362,9 @@ impl JsonFileStore {
     ) -> Result<(), StoreError> {
         let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
         if let (true, Some(full)) = (self.rewrites(&sizes, changes.len()), full) {
-            sizes.snapshot = self.write_snapshot(full)?;
-            // The snapshot holds everything; an old journal replayed over it changes nothing,
-            // so losing this removal to a crash is harmless.
+            (sizes.snapshot, sizes.fingerprint) = self.write_snapshot(full)?;
+            // The snapshot holds everything. Should a crash keep this removal from happening,
+            // the journal's header names the old snapshot and it is not replayed.
             match fs::remove_file(&self.journal_path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -319,7 +372,7 @@ impl JsonFileStore {
             }
             sizes.journal = 0;
         } else {
-            sizes.journal += self.append_journal(changes)?;
+            sizes.journal += self.append_journal(changes, sizes.fingerprint)?;
         }
         Ok(())
     }

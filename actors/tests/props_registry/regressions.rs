@@ -89,9 +89,6 @@ fn toggle(domain: &str) -> Command {
 /// restart loses the third, and `undo` after the restart goes elsewhere than before it.
 /// Applied at one clock reading and persisted exactly as `RegistryState::persist` does.
 #[test]
-#[ignore = "bug: equal history entries of one millisecond are dropped on journal replay \
-            (store.rs PersistedState::apply); not fixed here: the fix decides where history \
-            entries get an identity (unique timestamps per domain, or journal sequence numbers)"]
 fn switches_within_one_millisecond_keep_their_history_across_a_restart() {
     let seed = seed::Seed::new();
     let dir = tempfile::tempdir().unwrap();
@@ -132,8 +129,6 @@ fn switches_within_one_millisecond_keep_their_history_across_a_restart() {
 /// touched a record the journal also has: a crash between the rename and the removal brings
 /// the record back as the journal last had it, and an acknowledged switch is lost.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: a crash between a compaction's snapshot rename and its journal removal \
-            reverts the triggering change (store/file.rs); the fix needs a format change"]
 async fn a_crash_right_after_a_compaction_keeps_the_change_that_triggered_it() {
     let seed = seed::Seed::new();
     let dir = tempfile::tempdir().unwrap();
