@@ -21,7 +21,13 @@ ensure_packages() {
 }
 
 ensure_build_deps() {
-  ensure_packages cmake:cmake cc:gcc c++:g++ make:make curl:curl protoc:protobuf-compiler
+  ensure_packages protoc:protobuf-compiler
+  ensure_demo_deps
+}
+
+# What a build without the etcd feature needs (scripts/demo).
+ensure_demo_deps() {
+  ensure_packages cmake:cmake cc:gcc c++:g++ make:make curl:curl
   command -v cargo >/dev/null 2>&1 || {
     echo "cargo not found: install Rust from https://rustup.rs first" >&2
     exit 1
