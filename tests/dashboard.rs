@@ -534,6 +534,7 @@ async fn shows_splits_rollbacks_and_server_side_last_minute_figures() {
     let domains = json!([{
         "domain": "<b>canary</b>.test", "enabled_backends_tag": "a", "previous_tag": null,
         "http_to_https": false, "weights": {"a": 90, "b": 10}, "sticky": true,
+        "allow": ["10.0.0.0/8"], "deny": null, "rate_limit_rps": 100, "rate_limit_burst": 200,
         "rollback": {"max_error_rate": 0.05, "min_requests": 100, "window_secs": 60},
         "last_rollback": {"at": "2025-01-02T03:04:05Z", "from_tag": "b", "to_tag": "a",
                           "reason": "error rate 0.2 over 0.05"},
@@ -583,6 +584,10 @@ async fn shows_splits_rollbacks_and_server_side_last_minute_figures() {
     for (css, want) in [
         ("[data-testid=\"domain-tag\"]", "a"),
         ("[data-testid=\"domain-sticky\"]", "yes"),
+        (
+            "[data-testid=\"domain-flags\"]",
+            "allow 10.0.0.0/8 · 100 req/s per client (burst 200)",
+        ),
         ("[data-tag=\"a\"] [data-testid=\"tag-rate\"]", "4.50 req/s"),
         (
             "[data-tag=\"a\"] [data-testid=\"tag-error-rate\"]",
