@@ -57,4 +57,7 @@ fn every_access_problem_is_listed() {
         all.contains("virtual_hosts[0].rate_limit_burst: rate_limit_burst needs rate_limit_rps"),
         "{all}"
     );
+    // A list whose only entry is not a CIDR is that one problem (not also "lists no address").
+    let errs = parse(&with_access("", "allow = [\"10.0.0.0/33\"]")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
 }

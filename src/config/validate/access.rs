@@ -13,13 +13,17 @@ pub(super) fn trusted_proxies(list: Option<&[String]>, errs: &mut Problems) -> V
 
 /// A virtual host's access control (its problems pushed under its keys).
 pub(super) fn access(v: &VirtualHostSection, at: &KeyPath, errs: &mut Problems) -> AccessSettings {
+    // A list with an entry that does not parse is left out of the checks of the whole (its
+    // entries are the problem, not its length).
+    let mut list = |key: &str, l: &Option<Vec<String>>| {
+        let l = l.as_ref()?;
+        let before = errs.len();
+        let nets = cidrs(l, &at.key(key), errs);
+        (errs.len() == before).then_some(nets)
+    };
     let settings = AccessSettings {
-        allow: v.allow.as_ref().map(|l| cidrs(l, &at.key("allow"), errs)),
-        deny: v
-            .deny
-            .as_ref()
-            .map(|l| cidrs(l, &at.key("deny"), errs))
-            .filter(|l| !l.is_empty()),
+        allow: list("allow", &v.allow),
+        deny: list("deny", &v.deny).filter(|l| !l.is_empty()),
         rate_limit_rps: v.rate_limit_rps,
         rate_limit_burst: v.rate_limit_burst,
     };

@@ -104,8 +104,10 @@ async fn keep_alive(mut client: Client, lease: i64) {
     }
 }
 
-/// Keeps `challenges` equal to the tokens under `prefix`: loads them, then watches.
+/// Keeps `challenges` equal to the tokens under `prefix`: loads them, then watches. A reload
+/// (after the watch broke) also withdraws the tokens that went away meanwhile.
 async fn mirror(mut client: Client, prefix: String, challenges: AcmeChallenges) {
+    let mut mirrored = std::collections::HashSet::<Vec<u8>>::new();
     loop {
         let loaded = tokio::time::timeout(
             OP_TIMEOUT,
@@ -116,9 +118,15 @@ async fn mirror(mut client: Client, prefix: String, challenges: AcmeChallenges) 
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
+        let present: std::collections::HashSet<Vec<u8>> =
+            resp.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        for gone in mirrored.difference(&present) {
+            publish(&challenges, &prefix, gone, None);
+        }
         for kv in resp.kvs() {
             publish(&challenges, &prefix, kv.key(), Some(kv.value()));
         }
+        mirrored = present;
         let from = resp.header().map_or(0, |h| h.revision()) + 1;
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
         if let Ok(mut stream) = client.watch(prefix.clone(), Some(options)).await {
@@ -130,6 +138,10 @@ async fn mirror(mut client: Client, prefix: String, challenges: AcmeChallenges) 
                     if let Some(kv) = ev.kv() {
                         let value = (ev.event_type() == EventType::Put).then(|| kv.value());
                         publish(&challenges, &prefix, kv.key(), value);
+                        match value {
+                            Some(_) => mirrored.insert(kv.key().to_vec()),
+                            None => mirrored.remove(kv.key()),
+                        };
                     }
                 }
             }
