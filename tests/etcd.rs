@@ -446,3 +446,72 @@ async fn wait_for_valid(p: &Proxy, domain: &str) -> String {
 fn free_addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
+
+/// The ACME token mirror of an instance whose only etcd member goes away: tokens withdrawn and
+/// published meanwhile (through the other members, which keep quorum) are withdrawn and
+/// published on the instance once its member is back, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_mirror_catches_up_after_its_member_comes_back() {
+    let Some(bin) = etcd_bin() else { return };
+    let mut cluster = EtcdCluster::start(bin, 3).await;
+    let a = Origin::start("a1").await;
+    let cache = tempfile::tempdir().unwrap();
+    // ACME is on (no domain, so nothing is ordered): the instance mirrors the shared tokens.
+    let seed = format!(
+        "[lets_encrypt]\nemail = \"ops@example.test\"\ncache_dir = \"{}\"\ndirectory_url = \"http://127.0.0.1:9/directory\"\n\n{}",
+        cache.path().display(),
+        backend_toml("a1", a.addr, &["a"]),
+    );
+    let only_first = format!("[\"{}\"]", cluster.endpoints()[0]);
+    let state = format!(
+        "backend = \"etcd\"\n\n[state.etcd]\nendpoints = {only_first}\nprefix = \"/mirror/\"\n"
+    );
+    let http = free_addr();
+    let https = format!("listen_addr = \"{}\"", free_addr());
+    let p = Proxy::start_config(http, &|admin| {
+        config_text_state(http, admin, &https, &state, "", &seed)
+    })
+    .await;
+    let token = |t: &str| format!("/mirror/acme/challenges/{t}");
+    let answer = |t: &str| {
+        let url = p.url(&format!("/.well-known/acme-challenge/{t}"));
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let until = |t: &'static str, want: u16| {
+        let answer = &answer;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, _) = answer(t).await;
+                if status == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "token {t}: {status}, not {want}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    cluster.put(1, &token("gone"), "gone.key").await;
+    cluster.put(1, &token("kept"), "kept.key").await;
+    until("gone", 200).await;
+    until("kept", 200).await;
+    assert_eq!(answer("kept").await, (200, "kept.key".to_string()));
+
+    cluster.kill(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.delete(1, &token("gone")).await;
+    cluster.put(2, &token("new"), "new.key").await;
+    cluster.restart(0);
+    cluster.wait_healthy(Duration::from_secs(30)).await;
+
+    until("new", 200).await;
+    assert_eq!(
+        answer("gone").await.0,
+        404,
+        "withdrawn while the member was away"
+    );
+    assert_eq!(answer("kept").await, (200, "kept.key".to_string()));
+}

@@ -166,6 +166,43 @@ impl EtcdCluster {
         }
     }
 
+    /// Puts `key` = `value` through member `i`'s JSON gateway (etcd's own v3 API over HTTP).
+    pub async fn put(&self, i: usize, key: &str, value: &str) {
+        let body =
+            serde_json::json!({"key": base64(key.as_bytes()), "value": base64(value.as_bytes())});
+        self.gateway(i, "put", body).await;
+    }
+
+    /// Deletes `key` through member `i`'s JSON gateway.
+    pub async fn delete(&self, i: usize, key: &str) {
+        let body = serde_json::json!({"key": base64(key.as_bytes())});
+        self.gateway(i, "deleterange", body).await;
+    }
+
+    /// One request to member `i`'s gateway, tried again (for up to 30 s) while the cluster
+    /// elects a leader after a member went away.
+    async fn gateway(&self, i: usize, op: &str, body: serde_json::Value) {
+        let url = format!("http://127.0.0.1:{}/v3/kv/{op}", self.members[i].client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "{op} through member {i}: {other:?}\n{}",
+                    self.logs()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Every member's log.
     pub fn logs(&self) -> String {
         self.members
@@ -191,4 +228,26 @@ impl Drop for EtcdCluster {
             self.kill(i);
         }
     }
+}
+
+/// Standard base64 with padding (the gateway's encoding of keys and values).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
