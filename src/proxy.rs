@@ -12,6 +12,7 @@ mod grpc;
 mod host;
 mod listener;
 mod peer;
+mod refusals;
 mod responses;
 mod split;
 mod text;
@@ -25,7 +26,6 @@ pub use listener::GuardedProxy;
 pub use peer::PeerBuilder;
 
 use crate::config::Limits;
-use crate::tls::client_sni;
 use async_trait::async_trait;
 use bytes::Bytes;
 use forwarded::{client_request_id, Forwarding};
@@ -34,7 +34,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
-use responses::{respond_static, Refusal};
+use responses::Refusal;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +42,7 @@ use text::RequestId;
 use vhost_actors::cert::AcmeChallenges;
 use vhost_actors::metrics::RouteMetrics;
 use vhost_actors::model::IpNet;
-use vhost_actors::routing::{Affinity, Route, RouteTable, Verdict, STICKY_COOKIE};
+use vhost_actors::routing::{Affinity, RouteTable, STICKY_COOKIE};
 
 /// Connect attempts per request: the first plus at most two retries.
 const MAX_ATTEMPTS: usize = 3;
@@ -155,7 +155,7 @@ impl ProxyHttp for VhostProxy {
         let host = request_host(session.req_header()).map(normalize_host);
         let route = host.as_deref().and_then(|h| self.table.lookup(h));
         let (route, refusal) = match (route, host.as_deref()) {
-            (Some(route), Some(host)) => match access_refusal(&route, ctx.client)
+            (Some(route), Some(host)) => match refusals::access_refusal(&route, ctx.client)
                 .or_else(|| self.listener_refusal(session, host, &route))
             {
                 Some(refusal) => (Some(route), Some(refusal)),
@@ -403,77 +403,7 @@ impl ProxyHttp for VhostProxy {
     }
 }
 
-/// Why the domain's access control refuses a request from `client`, if it does.
-#[inline]
-fn access_refusal(route: &Route, client: Option<std::net::IpAddr>) -> Option<Refusal> {
-    match route.access.as_ref()?.admit(client) {
-        Verdict::Pass => None,
-        Verdict::Forbidden => Some(Refusal::Text(403, responses::FORBIDDEN)),
-        Verdict::Limited { retry_after_secs } => Some(Refusal::Limited(retry_after_secs)),
-    }
-}
-
 impl VhostProxy {
-    /// Answers an ACME HTTP-01 challenge on the plain listener when ACME is on; `true` when it
-    /// did.
-    async fn answer_challenge(&self, session: &mut Session) -> Result<bool> {
-        let Listener::Plain {
-            challenges: Some(challenges),
-            ..
-        } = &self.opts.listener
-        else {
-            return Ok(false);
-        };
-        let path = session.req_header().uri.path();
-        if !AcmeChallenges::is_challenge_path(path) {
-            return Ok(false);
-        }
-        match challenges.respond(path) {
-            Some(key_auth) => responses::respond(session, 200, key_auth.into()).await?,
-            None => respond_static(session, 404, responses::UNKNOWN_CHALLENGE).await?,
-        }
-        Ok(true)
-    }
-
-    /// Why this listener answers a request for `host` itself: a redirect to HTTPS, or a `Host`
-    /// that does not match the SNI.
-    fn listener_refusal(&self, session: &Session, host: &str, route: &Route) -> Option<Refusal> {
-        match &self.opts.listener {
-            // ACME challenges stay on plain HTTP, whoever answers them.
-            Listener::Plain {
-                https_port: Some(port),
-                ..
-            } if route.http_to_https
-                && !AcmeChallenges::is_challenge_path(session.req_header().uri.path()) =>
-            {
-                let location = responses::https_location(host, *port, session.req_header());
-                return Some(Refusal::Redirect(location));
-            }
-            Listener::Tls => {
-                let sni = session
-                    .digest()
-                    .and_then(|d| d.ssl_digest.as_deref())
-                    .and_then(client_sni);
-                if sni.is_some_and(|sni| sni != host) {
-                    return Some(Refusal::Text(421, responses::MISDIRECTED));
-                }
-            }
-            Listener::Plain { .. } => {}
-        }
-        None
-    }
-
-    /// Why a request routed to `route` is not proxied: no backend to take it, or a declared
-    /// body over the limit.
-    fn pool_refusal(&self, session: &Session, route: &Route) -> Option<Refusal> {
-        if !route.pool.has_routable(|_| false) {
-            return Some(Refusal::Text(503, responses::NO_BACKEND));
-        }
-        let too_large = admission::content_length(session.req_header())
-            .is_some_and(|len| len > self.opts.limits.max_request_body_bytes);
-        too_large.then_some(Refusal::Close(413, responses::BODY_TOO_LARGE))
-    }
-
     /// Counts a failed attempt against the current backend; ejects it at the threshold.
     fn record_failure(&self, ctx: &RequestCtx) {
         if let Some(r) = &ctx.route {

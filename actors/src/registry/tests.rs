@@ -5,6 +5,7 @@ mod lb;
 
 use super::*;
 use crate::command::*;
+use crate::routing::RouteTable;
 use crate::store::StateChange;
 use crate::upstream::Thresholds;
 
