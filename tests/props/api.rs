@@ -29,6 +29,15 @@ enum Endpoint {
 
 use Endpoint::*;
 
+const ENDPOINTS: [Endpoint; 6] = [
+    AddDomain,
+    UpdateDomain,
+    Switch,
+    Split,
+    AddBackend,
+    UpdateBackend,
+];
+
 impl Endpoint {
     /// The method, the path, and the status of a success.
     fn route(self, target: &str) -> (Method, String, u16) {
@@ -162,14 +171,7 @@ struct Req {
 }
 
 fn request() -> impl Strategy<Value = Req> {
-    let endpoint = select(vec![
-        AddDomain,
-        UpdateDomain,
-        Switch,
-        Split,
-        AddBackend,
-        UpdateBackend,
-    ]);
+    let endpoint = select(ENDPOINTS.to_vec());
     endpoint.prop_flat_map(|endpoint| {
         let target = match endpoint {
             AddBackend | UpdateBackend => prop_oneof![

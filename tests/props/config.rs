@@ -75,6 +75,8 @@ const KEYS: &[&str] = &[
     "allow",
     "deny",
     "rate_limit_rps",
+    "rate_limit_burst",
+    "trusted_proxies",
     "id",
     "address",
     "tags",
