@@ -44,14 +44,12 @@ pub fn client_address(
         (None, _) => return untouched,
         (Some(one), None) => one.as_bytes(),
         (Some(first), Some(second)) => {
-            let mut all = [first, second]
+            joined = [first, second]
                 .into_iter()
                 .chain(values)
                 .map(HeaderValue::as_bytes)
                 .collect::<Vec<_>>()
                 .join(&b", "[..]);
-            all.shrink_to_fit();
-            joined = all;
             &joined
         }
     };
