@@ -2,9 +2,11 @@
 //! `<prefix>acme/`, and etcd locks (held by a lease, so a dead instance's lock runs out) for
 //! one order at a time.
 
+use super::watch::{follow, Ended};
 use super::{EtcdStore, OP_TIMEOUT};
 use crate::cert::{AcmeChallenges, AcmeShare, SharedItem};
-use etcd_client::{Client, EventType, GetOptions, LockOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, LockOptions};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// A lock's lease: it outlives a stuck holder by at most this long.
@@ -104,50 +106,64 @@ async fn keep_alive(mut client: Client, lease: i64) {
     }
 }
 
-/// Keeps `challenges` equal to the tokens under `prefix`: loads them, then watches. A reload
-/// (after the watch broke) also withdraws the tokens that went away meanwhile.
-async fn mirror(mut client: Client, prefix: String, challenges: AcmeChallenges) {
-    let mut mirrored = std::collections::HashSet::<Vec<u8>>::new();
+/// Keeps `challenges` equal to the tokens under `prefix`: loads them, then follows the
+/// prefix; a broken watch resumes where it was, a compacted one loads again (withdrawing the
+/// tokens that went away meanwhile).
+async fn mirror(client: Client, prefix: String, challenges: AcmeChallenges) {
+    let mut mirrored = HashSet::<Vec<u8>>::new();
     loop {
-        let loaded = tokio::time::timeout(
-            OP_TIMEOUT,
-            client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
-        )
-        .await;
-        let Ok(Ok(resp)) = loaded else {
+        let Some(mut from) = load(&client, &prefix, &challenges, &mut mirrored).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let present: std::collections::HashSet<Vec<u8>> =
-            resp.kvs().iter().map(|kv| kv.key().to_vec()).collect();
-        for gone in mirrored.difference(&present) {
-            publish(&challenges, &prefix, gone, None);
-        }
-        for kv in resp.kvs() {
-            publish(&challenges, &prefix, kv.key(), Some(kv.value()));
-        }
-        mirrored = present;
-        let from = resp.header().map_or(0, |h| h.revision()) + 1;
-        let options = WatchOptions::new().with_prefix().with_start_revision(from);
-        if let Ok(mut stream) = client.watch(prefix.clone(), Some(options)).await {
-            while let Ok(Some(resp)) = stream.message().await {
-                if resp.canceled() || resp.compact_revision() > 0 {
-                    break;
+        loop {
+            let followed = follow(&client, &prefix, from, |events| {
+                for ev in events {
+                    let Some(kv) = ev.kv() else { continue };
+                    let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                    publish(&challenges, &prefix, kv.key(), value);
+                    match value {
+                        Some(_) => mirrored.insert(kv.key().to_vec()),
+                        None => mirrored.remove(kv.key()),
+                    };
                 }
-                for ev in resp.events() {
-                    if let Some(kv) = ev.kv() {
-                        let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-                        publish(&challenges, &prefix, kv.key(), value);
-                        match value {
-                            Some(_) => mirrored.insert(kv.key().to_vec()),
-                            None => mirrored.remove(kv.key()),
-                        };
-                    }
-                }
+            })
+            .await;
+            match followed {
+                Ok(Ended::Broken(next)) => from = next,
+                Ok(Ended::Compacted) => break,
+                // No member answers: try again from the same revision.
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Publishes every token under `prefix` and withdraws the mirrored ones that are gone; the
+/// revision to follow from, or none when etcd does not answer.
+async fn load(
+    client: &Client,
+    prefix: &str,
+    challenges: &AcmeChallenges,
+    mirrored: &mut HashSet<Vec<u8>>,
+) -> Option<i64> {
+    let mut client = client.clone();
+    let loaded = tokio::time::timeout(
+        OP_TIMEOUT,
+        client.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await;
+    let Ok(Ok(resp)) = loaded else { return None };
+    let present: HashSet<Vec<u8>> = resp.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+    for gone in mirrored.difference(&present) {
+        publish(challenges, prefix, gone, None);
+    }
+    for kv in resp.kvs() {
+        publish(challenges, prefix, kv.key(), Some(kv.value()));
+    }
+    *mirrored = present;
+    Some(resp.header().map_or(0, |h| h.revision()) + 1)
 }
 
 fn publish(challenges: &AcmeChallenges, prefix: &str, key: &[u8], value: Option<&[u8]>) {

@@ -5,7 +5,7 @@
 use super::keys::Keys;
 use super::{Held, OP_TIMEOUT};
 use crate::store::{Record, RemoteChanges, RemoteSink};
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, Event, EventType, GetOptions, WatchOptions};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ pub(super) struct Watcher {
 }
 
 /// How a watch ended.
-enum Ended {
+pub(super) enum Ended {
     /// The stream broke (a member went away, no leader): resume from this revision.
     Broken(i64),
     /// The revision to resume from was compacted away: reload everything.
@@ -62,40 +62,24 @@ impl Watcher {
         }
     }
 
-    /// Watches from revision `from` until the stream ends.
-    async fn watch(&self, mut from: i64) -> Result<Ended, etcd_client::Error> {
-        let mut client = self.client.clone();
-        let options = WatchOptions::new().with_prefix().with_start_revision(from);
-        let mut stream = client.watch(self.keys.registry(), Some(options)).await?;
-        loop {
-            let resp = match stream.message().await {
-                Ok(Some(resp)) => resp,
-                Ok(None) | Err(_) => return Ok(Ended::Broken(from)),
-            };
-            if resp.compact_revision() > 0 {
-                return Ok(Ended::Compacted);
-            }
-            if resp.canceled() {
-                return Ok(Ended::Broken(from));
-            }
+    /// Watches from revision `from` until the stream ends, sending what changed.
+    async fn watch(&self, from: i64) -> Result<Ended, etcd_client::Error> {
+        follow(&self.client, &self.keys.registry(), from, |events| {
             let mut records = Vec::new();
-            for ev in resp.events() {
+            for ev in events {
                 let Some(kv) = ev.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let value = match ev.event_type() {
-                    EventType::Put => Some(kv.value()),
-                    EventType::Delete => None,
-                };
+                let value = (ev.event_type() == EventType::Put).then(|| kv.value());
                 match self.keys.decode(&key, value) {
                     Ok(r) => records.push((key, kv.mod_revision(), r)),
                     Err(e) => tracing::warn!(error = %e, "ignoring a record from etcd"),
                 }
-                from = from.max(kv.mod_revision() + 1);
             }
             if !records.is_empty() {
                 (self.sink)(RemoteChanges { records });
             }
-        }
+        })
+        .await
     }
 
     /// Reads the whole prefix and sends it, with deletions for the keys the registry holds
@@ -144,6 +128,35 @@ impl Watcher {
             (self.sink)(RemoteChanges { records });
         }
         Ok(revision + 1)
+    }
+}
+
+/// Watches `prefix` from revision `from`, handing each answer's events to `apply`, until the
+/// stream ends: broken (resume from the revision returned) or past a compaction (reload).
+pub(super) async fn follow(
+    client: &Client,
+    prefix: &str,
+    mut from: i64,
+    mut apply: impl FnMut(&[Event]),
+) -> Result<Ended, etcd_client::Error> {
+    let mut client = client.clone();
+    let options = WatchOptions::new().with_prefix().with_start_revision(from);
+    let mut stream = client.watch(prefix, Some(options)).await?;
+    loop {
+        let resp = match stream.message().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) | Err(_) => return Ok(Ended::Broken(from)),
+        };
+        if resp.compact_revision() > 0 {
+            return Ok(Ended::Compacted);
+        }
+        if resp.canceled() {
+            return Ok(Ended::Broken(from));
+        }
+        for kv in resp.events().iter().filter_map(Event::kv) {
+            from = from.max(kv.mod_revision() + 1);
+        }
+        apply(resp.events());
     }
 }
 
