@@ -81,10 +81,7 @@ impl AccessSettings {
             };
         list("allow", patch.allow, &mut next.allow);
         list("deny", patch.deny, &mut next.deny);
-        // An empty deny list denies nothing: it is no list.
-        if next.deny.as_ref().is_some_and(Vec::is_empty) {
-            next.deny = None;
-        }
+        next.drop_empty_deny();
         if let Some(rps) = patch.rate_limit_rps {
             next.rate_limit_rps = rps;
             if rps.is_none() && patch.rate_limit_burst.is_none() {
@@ -95,7 +92,7 @@ impl AccessSettings {
             next.rate_limit_burst = burst;
         }
         if let Err(e) = next.check() {
-            problems.extend(e);
+            problems.extend(e.iter().map(ToString::to_string));
         }
         if problems.is_empty() {
             Ok(next)
@@ -104,21 +101,33 @@ impl AccessSettings {
         }
     }
 
-    /// Checks the settings as a whole: every problem, one a line.
-    pub fn check(&self) -> Result<(), Vec<String>> {
+    /// An empty deny list denies nothing: it is no list.
+    pub fn drop_empty_deny(&mut self) {
+        if self.deny.as_ref().is_some_and(Vec::is_empty) {
+            self.deny = None;
+        }
+    }
+
+    /// Checks the settings as a whole: every problem, with the field it is about.
+    pub fn check(&self) -> Result<(), Vec<AccessProblem>> {
         let mut problems = Vec::new();
+        let mut push = |key, message| problems.push(AccessProblem { key, message });
         for (name, list) in [("allow", &self.allow), ("deny", &self.deny)] {
             if let Some(list) = list {
                 if list.len() > MAX_ACCESS_ENTRIES {
-                    problems.push(format!(
-                        "{name} lists {} entries; at most {MAX_ACCESS_ENTRIES} are allowed",
-                        list.len()
-                    ));
+                    push(
+                        name,
+                        format!(
+                            "{name} lists {} entries; at most {MAX_ACCESS_ENTRIES} are allowed",
+                            list.len()
+                        ),
+                    );
                 }
             }
         }
         if self.allow.as_ref().is_some_and(Vec::is_empty) {
-            problems.push(
+            push(
+                "allow",
                 "allow lists no address, which would refuse every client; null removes the list"
                     .into(),
             );
@@ -129,18 +138,36 @@ impl AccessSettings {
         ] {
             if let Some(v) = value {
                 if !(1..=MAX_RATE).contains(&v) {
-                    problems.push(format!("{name} {v} is out of range 1..={MAX_RATE}"));
+                    push(name, format!("{name} {v} is out of range 1..={MAX_RATE}"));
                 }
             }
         }
         if self.rate_limit_burst.is_some() && self.rate_limit_rps.is_none() {
-            problems.push("rate_limit_burst needs rate_limit_rps".into());
+            push(
+                "rate_limit_burst",
+                "rate_limit_burst needs rate_limit_rps".into(),
+            );
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+}
+
+/// A problem of [`AccessSettings`] as a whole, with the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessProblem {
+    /// The field (`allow`, `deny`, `rate_limit_rps`, `rate_limit_burst`).
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for AccessProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -21,24 +21,16 @@ pub(super) fn access(v: &VirtualHostSection, at: &KeyPath, errs: &mut Problems) 
         let nets = cidrs(l, &at.key(key), errs);
         (errs.len() == before).then_some(nets)
     };
-    let settings = AccessSettings {
+    let mut settings = AccessSettings {
         allow: list("allow", &v.allow),
-        deny: list("deny", &v.deny).filter(|l| !l.is_empty()),
+        deny: list("deny", &v.deny),
         rate_limit_rps: v.rate_limit_rps,
         rate_limit_burst: v.rate_limit_burst,
     };
+    settings.drop_empty_deny();
     if let Err(problems) = settings.check() {
-        const KEYS: [&str; 4] = ["allow", "deny", "rate_limit_rps", "rate_limit_burst"];
         for p in problems {
-            // Each message starts with the key it is about (the longest name that fits).
-            let key = KEYS
-                .iter()
-                .filter(|k| p.starts_with(*k))
-                .max_by_key(|k| k.len());
-            match key {
-                Some(k) => errs.push(at.key(k), p),
-                None => errs.push(at.clone(), p),
-            }
+            errs.push(at.key(p.key), p.message);
         }
     }
     settings
