@@ -78,13 +78,21 @@ impl RouteTable {
         self.wildcard.get(parent).map(|r| Arc::clone(r.value()))
     }
 
+    /// The map a configured domain's route lives in, and its key there (a wildcard's suffix).
+    fn slot<'d>(
+        &self,
+        domain: &'d DomainName,
+    ) -> (&DashMap<String, Arc<Route>, HostHasher>, &'d str) {
+        match domain.wildcard_suffix() {
+            Some(suffix) => (&self.wildcard, suffix),
+            None => (&self.exact, domain.as_str()),
+        }
+    }
+
     /// The published route of a configured domain (exact or wildcard).
     pub fn get(&self, domain: &DomainName) -> Option<Arc<Route>> {
-        let entry = match domain.wildcard_suffix() {
-            Some(suffix) => self.wildcard.get(suffix),
-            None => self.exact.get(domain.as_str()),
-        };
-        entry.map(|r| Arc::clone(r.value()))
+        let (map, key) = self.slot(domain);
+        map.get(key).map(|r| Arc::clone(r.value()))
     }
 
     /// The rate limiters of the published routes (for sweeping their idle clients).
@@ -98,18 +106,15 @@ impl RouteTable {
 
     /// Publishes (or replaces) a route in one insert.
     pub fn publish(&self, route: Arc<Route>) {
-        match route.domain.wildcard_suffix() {
-            Some(suffix) => self.wildcard.insert(suffix.to_string(), route),
-            None => self.exact.insert(route.domain.as_str().to_string(), route),
-        };
+        let (map, key) = self.slot(&route.domain);
+        let key = key.to_string();
+        map.insert(key, route);
     }
 
     /// Removes a domain's route.
     pub fn withdraw(&self, domain: &DomainName) {
-        match domain.wildcard_suffix() {
-            Some(suffix) => self.wildcard.remove(suffix),
-            None => self.exact.remove(domain.as_str()),
-        };
+        let (map, key) = self.slot(domain);
+        map.remove(key);
     }
 
     /// Number of published routes.
