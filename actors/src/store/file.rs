@@ -32,16 +32,26 @@ pub struct JsonFileStore {
 struct Sizes {
     snapshot: u64,
     journal: u64,
-    /// The fingerprint of the snapshot on disk (what a new journal's header names).
-    fingerprint: u64,
+    /// The fingerprint of the snapshot on disk (what a new journal's header names); read with
+    /// the snapshot by `load`, else when a journal is first appended to.
+    fingerprint: Option<u64>,
 }
 
 /// A journal's first line: the snapshot the journal continues.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JournalHeader {
     /// [`fingerprint`] of the snapshot file's bytes, as 16 hex digits.
     snapshot: String,
+}
+
+impl JournalHeader {
+    /// The header of a journal continuing the snapshot with fingerprint `print`.
+    fn naming(print: u64) -> Self {
+        Self {
+            snapshot: format!("{print:016x}"),
+        }
+    }
 }
 
 /// A stable 64-bit fingerprint (FNV-1a) of a snapshot's bytes: the same on every run and
@@ -58,11 +68,10 @@ impl JsonFileStore {
         let path = path.into();
         let mut journal = path.clone().into_os_string();
         journal.push(".journal");
-        let snapshot = fs::read(&path).unwrap_or_default();
         let sizes = Sizes {
-            snapshot: snapshot.len() as u64,
+            snapshot: fs::metadata(&path).map_or(0, |m| m.len()),
             journal: fs::metadata(&journal).map_or(0, |m| m.len()),
-            fingerprint: fingerprint(&snapshot),
+            fingerprint: None,
         };
         Self {
             path,
@@ -180,10 +189,8 @@ impl JsonFileStore {
             .complete_length(&mut f)
             .map_err(|e| self.err("cannot repair the end of", &self.journal_path, e))?;
         if len == 0 {
-            let header = JournalHeader {
-                snapshot: format!("{snapshot:016x}"),
-            };
-            let mut first = serde_json::to_vec(&header).expect("header serialises");
+            let mut first =
+                serde_json::to_vec(&JournalHeader::naming(snapshot)).expect("header serialises");
             first.push(b'\n');
             lines.splice(0..0, first);
         }
@@ -243,7 +250,7 @@ impl JsonFileStore {
         let mut lines = complete.lines().enumerate().peekable();
         if let Some((_, first)) = lines.peek() {
             if let Ok(header) = serde_json::from_str::<JournalHeader>(first) {
-                if header.snapshot != format!("{snapshot:016x}") {
+                if header != JournalHeader::naming(snapshot) {
                     tracing::warn!(
                         journal = %self.journal_path.display(),
                         "state journal belongs to an earlier snapshot (a compaction was \
@@ -298,6 +305,10 @@ impl StateStore for JsonFileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.err("cannot read state file", &self.path, e)),
         };
+        self.sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fingerprint = Some(snapshot_print);
         let journal = self.read_journal(snapshot_print)?;
         if snapshot.is_none() && journal.is_empty() {
             return Ok(None);
@@ -336,7 +347,7 @@ impl StateStore for JsonFileStore {
             }
         }
         *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = Sizes {
-            fingerprint: fingerprint(b""),
+            fingerprint: Some(fingerprint(b"")),
             ..Sizes::default()
         };
         Ok(())
@@ -362,7 +373,8 @@ impl JsonFileStore {
     ) -> Result<(), StoreError> {
         let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
         if let (true, Some(full)) = (self.rewrites(&sizes, changes.len()), full) {
-            (sizes.snapshot, sizes.fingerprint) = self.write_snapshot(full)?;
+            let (size, print) = self.write_snapshot(full)?;
+            (sizes.snapshot, sizes.fingerprint) = (size, Some(print));
             // The snapshot holds everything. Should a crash keep this removal from happening,
             // the journal's header names the old snapshot and it is not replayed.
             match fs::remove_file(&self.journal_path) {
@@ -372,7 +384,19 @@ impl JsonFileStore {
             }
             sizes.journal = 0;
         } else {
-            sizes.journal += self.append_journal(changes, sizes.fingerprint)?;
+            // Written without a load first (a store used straight away): read the snapshot now.
+            let print = match sizes.fingerprint {
+                Some(print) => print,
+                None => {
+                    let bytes = match fs::read(&self.path) {
+                        Ok(bytes) => bytes,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                        Err(e) => return Err(self.err("cannot read state file", &self.path, e)),
+                    };
+                    *sizes.fingerprint.insert(fingerprint(&bytes))
+                }
+            };
+            sizes.journal += self.append_journal(changes, print)?;
         }
         Ok(())
     }
