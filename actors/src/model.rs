@@ -7,7 +7,8 @@ mod transport;
 pub use ipnet::IpNet;
 
 pub use access::{
-    parse_cidr, parse_cidrs, AccessPatch, AccessSettings, MAX_ACCESS_ENTRIES, MAX_RATE,
+    parse_cidr, parse_cidrs, AccessPatch, AccessProblem, AccessSettings, MAX_ACCESS_ENTRIES,
+    MAX_RATE,
 };
 
 pub use transport::{
