@@ -170,7 +170,7 @@ impl ProxyHttp for VhostProxy {
         ctx.route = route;
         match refusal {
             Some(refusal @ (Refusal::Text(..) | Refusal::Limited(_)))
-                if grpc::is_grpc(session.req_header()) && refusal.status() >= 400 =>
+                if grpc::is_grpc(session.req_header()) =>
             {
                 let code = refusal.status();
                 ctx.grpc_failure = Some(code);

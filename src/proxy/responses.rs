@@ -26,10 +26,20 @@ pub const UNKNOWN_CHALLENGE: &[u8] = b"unknown challenge\n";
 
 /// Writes a small plain-text response and keeps the connection open.
 pub async fn respond(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(2))?;
+    let head = text_head(status, body.len(), 0)?;
+    send_text(session, head, body).await
+}
+
+/// The head of a plain-text answer of `len` bytes, with room for `extra` more headers.
+fn text_head(status: u16, len: usize, extra: usize) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(2 + extra))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    session.write_response_header(Box::new(resp), false).await?;
+    resp.insert_header(header::CONTENT_LENGTH, len)?;
+    Ok(resp)
+}
+
+async fn send_text(session: &mut Session, head: ResponseHeader, body: Bytes) -> Result<()> {
+    session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(body), true).await
 }
 
@@ -121,14 +131,9 @@ impl Refusal {
             Refusal::Text(status, body) => respond_static(session, status, body).await,
             Refusal::Redirect(location) => redirect(session, &location).await,
             Refusal::Limited(retry_after) => {
-                let mut resp = ResponseHeader::build(429, Some(3))?;
-                resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-                resp.insert_header(header::CONTENT_LENGTH, TOO_MANY.len())?;
-                resp.insert_header(header::RETRY_AFTER, retry_after)?;
-                session.write_response_header(Box::new(resp), false).await?;
-                session
-                    .write_response_body(Some(Bytes::from_static(TOO_MANY)), true)
-                    .await
+                let mut head = text_head(429, TOO_MANY.len(), 1)?;
+                head.insert_header(header::RETRY_AFTER, retry_after)?;
+                send_text(session, head, Bytes::from_static(TOO_MANY)).await
             }
             Refusal::Close(status, body) => {
                 session
