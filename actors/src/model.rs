@@ -151,6 +151,24 @@ pub struct DomainRecord {
 }
 
 impl DomainRecord {
+    /// A domain served by `tag`, every other field at its default (no redirect, round robin,
+    /// no split, no access control).
+    pub fn new(domain: DomainName, tag: Tag) -> Self {
+        Self {
+            domain,
+            enabled_backends_tag: tag,
+            previous_tag: None,
+            http_to_https: false,
+            lb_policy: LbPolicy::default(),
+            lb_hash_header: None,
+            weights: None,
+            sticky: false,
+            rollback: None,
+            last_rollback: None,
+            access: AccessSettings::default(),
+        }
+    }
+
     /// The routing as history records it.
     pub fn routing(&self) -> crate::rollout::Routing {
         crate::rollout::Routing {

@@ -402,17 +402,11 @@ fn virtual_hosts(
         let access = access::access(v, &at, errs);
         if let (Some(domain), Some(tag)) = (domain, tag) {
             domains.push(DomainRecord {
-                domain,
-                enabled_backends_tag: tag,
-                previous_tag: None,
                 http_to_https: v.http_to_https,
                 lb_policy: v.lb_policy,
                 lb_hash_header: v.lb_hash_header.clone(),
-                weights: None,
-                sticky: false,
-                rollback: None,
-                last_rollback: None,
                 access,
+                ..DomainRecord::new(domain, tag)
             });
         }
     }

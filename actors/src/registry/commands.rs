@@ -168,17 +168,11 @@ impl Registry {
         }
         self.require_tag(&tag)?;
         let record = DomainRecord {
-            domain: domain.clone(),
-            enabled_backends_tag: tag,
-            previous_tag: None,
             http_to_https: new.http_to_https,
             lb_policy,
             lb_hash_header: new.lb_hash_header,
-            weights: None,
-            sticky: false,
-            rollback: None,
-            last_rollback: None,
             access,
+            ..DomainRecord::new(domain.clone(), tag)
         };
         self.put_domain(record.clone());
         let mut effects = republish_one(domain.clone());

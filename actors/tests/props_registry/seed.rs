@@ -25,19 +25,10 @@ fn tag(t: &str) -> Tag {
 }
 
 fn filler_domain(i: usize) -> DomainRecord {
-    DomainRecord {
-        domain: DomainName::parse(&format!("filler-{i}.seed.test")).unwrap(),
-        enabled_backends_tag: tag("filler"),
-        previous_tag: None,
-        http_to_https: false,
-        lb_policy: Default::default(),
-        lb_hash_header: None,
-        weights: None,
-        sticky: false,
-        rollback: None,
-        last_rollback: None,
-        access: Default::default(),
-    }
+    DomainRecord::new(
+        DomainName::parse(&format!("filler-{i}.seed.test")).unwrap(),
+        tag("filler"),
+    )
 }
 
 /// A full history of distinct changes (each at its own millisecond).

@@ -5,19 +5,10 @@ use crate::model::{DomainName, DomainRecord};
 use crate::model::{LbPolicy, Tag};
 
 fn domain(i: usize) -> DomainRecord {
-    DomainRecord {
-        domain: DomainName::parse(&format!("d{i}.example.com")).unwrap(),
-        enabled_backends_tag: Tag::parse("a").unwrap(),
-        previous_tag: None,
-        http_to_https: false,
-        lb_policy: LbPolicy::RoundRobin,
-        lb_hash_header: None,
-        weights: None,
-        sticky: false,
-        rollback: None,
-        last_rollback: None,
-        access: Default::default(),
-    }
+    DomainRecord::new(
+        DomainName::parse(&format!("d{i}.example.com")).unwrap(),
+        Tag::parse("a").unwrap(),
+    )
 }
 
 fn sorted(mut s: PersistedState) -> PersistedState {
