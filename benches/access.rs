@@ -5,39 +5,16 @@
 //!
 //! Run with `cargo bench --bench access`; each benchmark reports the time of one decision.
 
+use counting_alloc::LIVE_BYTES;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use vhost_actors::model::{parse_cidr, AccessSettings};
 use vhost_actors::routing::{Access, ClientLimiter};
 
-/// The system allocator, counting the bytes live.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 fn settings(rate: Option<u32>) -> AccessSettings {
     let nets = |l: &[&str]| Some(l.iter().map(|c| parse_cidr(c).unwrap()).collect());
@@ -60,15 +37,15 @@ fn client(i: u32) -> IpAddr {
 
 /// The limiter's heap with `clients` client IPs, and after they have gone idle and been swept.
 fn limiter_memory(clients: u32) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
     let limiter = ClientLimiter::new(1000, 1);
     for i in 0..clients {
         let _ = limiter.check(client(i));
     }
-    let full = LIVE.load(Ordering::Relaxed) - before;
+    let full = LIVE_BYTES.load(Ordering::Relaxed) - before;
     std::thread::sleep(Duration::from_millis(5));
     limiter.sweep();
-    let swept = LIVE.load(Ordering::Relaxed) - before;
+    let swept = LIVE_BYTES.load(Ordering::Relaxed) - before;
     println!(
         "limiter memory: {} clients {:.2} MiB ({:.0} bytes/client), after their sweep {:.1} KiB ({} left)",
         clients,

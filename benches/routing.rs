@@ -8,6 +8,8 @@
 //! Run with `cargo bench --bench routing`; each benchmark reports the time of one operation
 //! (a pick includes taking the in-flight slot and giving it back).
 
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 #[path = "routing/policies.rs"]
 mod policies;
 

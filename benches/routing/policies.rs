@@ -1,12 +1,12 @@
 //! Each load-balancing policy's pick at 2 / 16 / 256 backends, checked to allocate nothing (a
 //! counting global allocator), and building a pool's consistent-hash table.
 
+use super::counting_alloc::ALLOCATIONS;
 use super::{backend, configure};
 use criterion::{black_box, BatchSize, BenchmarkId, Criterion};
 use http::HeaderMap;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use vhost_actors::model::LbPolicy;
 use vhost_actors::routing::{Affinity, BackendPool, Lease, Policy};
 
@@ -14,31 +14,6 @@ use vhost_actors::routing::{Affinity, BackendPool, Lease, Policy};
 const POOL_SIZES: [usize; 3] = [2, 16, 256];
 /// Distinct clients (and header values) the hashing picks cycle through.
 const KEYS: usize = 1024;
-
-/// Counts allocations, so that the policy group can check a pick makes none.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// One request of the policy group: its client address and headers.
 struct Client {
