@@ -77,7 +77,8 @@ impl PersistedState {
     }
 }
 
-/// One record-level change: idempotent, so replaying a journal twice is harmless.
+/// One record-level change, applied in order: a journal of them is replayed once, over the
+/// snapshot it continues (a history entry appended twice would be there twice).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op", content = "value")]
 pub enum StateChange {
