@@ -5,15 +5,19 @@
 //! the backends take turns claiming their next free slot. Removing a backend therefore only
 //! frees its own slots (the others keep nearly all of theirs), and the slots of one backend are
 //! scattered over the table, so the keys that fall back to "the next slot" when it is down spread
-//! over all the others. The table has at least 100 slots per backend, which keeps every
-//! backend's share within about 1 % of its weight.
+//! over all the others. That holds only while the table keeps its size, so the size does not
+//! follow the pool: every pool of up to 655 backends has the same 65 537 slots (at least 100 per
+//! backend, which keeps every backend's share within about 1 % of its weight), and only a pool
+//! that grows past a tier (655, 6 553 backends) gets a larger table and reshuffles once.
 
 use std::hash::BuildHasher;
 
 /// Slots per backend (the paper's bound for an even spread).
 const SLOTS_PER_BACKEND: usize = 100;
-/// Smallest table, so that a pool of one or two still spreads its keys finely.
-const MIN_SLOTS: usize = 1009;
+/// Table sizes (primes), smallest first: a pool takes the first with at least
+/// [`SLOTS_PER_BACKEND`] slots per member, so that adding or removing a backend leaves the size,
+/// and with it every other backend's permutation, unchanged.
+const TIERS: [usize; 3] = [65_537, 655_373, 6_553_577];
 
 /// Seeds of the two hashes that place a backend's permutation; fixed, so that every instance
 /// and every restart of one build maps a key to the same backend.
@@ -35,7 +39,7 @@ impl MaglevTable {
                 slots: Box::new([]),
             };
         }
-        let size = next_prime((members.len() * SLOTS_PER_BACKEND).max(MIN_SLOTS));
+        let size = table_size(members.len());
         let m = size as u64;
         let top = u64::from(members.iter().map(|&(_, w)| w.max(1)).max().unwrap_or(1));
         // Per member: next slot of its permutation, its step, slots owned so far.
@@ -97,6 +101,16 @@ impl MaglevTable {
     }
 }
 
+/// The table size for a pool of `n` members: its tier, or beyond the last tier (more than 65 000
+/// backends in one tag) the next prime above 100 slots each.
+fn table_size(n: usize) -> usize {
+    let wanted = n.saturating_mul(SLOTS_PER_BACKEND);
+    TIERS
+        .into_iter()
+        .find(|&t| t >= wanted)
+        .unwrap_or_else(|| next_prime(wanted))
+}
+
 /// The smallest prime at least `n` (n is at most a few million: trial division is enough).
 fn next_prime(n: usize) -> usize {
     let is_prime = |k: usize| {
@@ -137,12 +151,49 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_prime_and_large_enough() {
+    fn sizes_are_prime_large_enough_and_kept_as_a_pool_grows() {
         assert_eq!(next_prime(1009), 1009);
         assert_eq!(next_prime(1010), 1013);
-        assert_eq!(next_prime(25_600), 25_601);
+        for t in TIERS {
+            assert_eq!(next_prime(t), t, "{t} is prime");
+        }
         assert!(MaglevTable::new(&[]).is_empty());
-        assert_eq!(table(&ids(256), &[1; 256]).len(), 25_601);
+        for n in [1, 2, 10, 11, 256, 655] {
+            assert_eq!(table_size(n), 65_537, "{n}");
+        }
+        assert_eq!(table_size(656), 655_373);
+        assert!(table_size(70_000) >= 7_000_000);
+    }
+
+    /// The share of `keys` whose backend differs between two pools (member ids per table).
+    fn moved(a: (&[String], &MaglevTable), b: (&[String], &MaglevTable), keys: u64) -> f64 {
+        let moved = (0..keys)
+            .filter(|k| {
+                let h = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                a.0[a.1.owner(a.1.slot_of(h))] != b.0[b.1.owner(b.1.slot_of(h))]
+            })
+            .count();
+        moved as f64 / keys as f64
+    }
+
+    #[test]
+    fn adding_a_backend_moves_about_its_share_at_every_pool_size() {
+        // 10 -> 11 crossed the smallest table size when the size followed the pool.
+        for n in [2, 4, 10, 16, 50] {
+            let (small, large) = (ids(n), ids(n + 1));
+            let before = table(&small, &vec![1; n]);
+            let after = table(&large, &vec![1; n + 1]);
+            let share = moved((&small, &before), (&large, &after), 100_000);
+            let ideal = 1.0 / (n + 1) as f64;
+            eprintln!("{n} -> {}: {:.1} % of keys moved", n + 1, share * 100.0);
+            assert!(
+                share < ideal * 1.35 + 0.01,
+                "{n} -> {}: {:.1} % moved, ideal {:.1} %",
+                n + 1,
+                share * 100.0,
+                ideal * 100.0
+            );
+        }
     }
 
     #[test]
