@@ -34,6 +34,13 @@ impl From<(Arc<UpstreamBackend>, u32)> for PoolMember {
 /// most of a pool down the walk would otherwise grow with the table, not the pool.
 const MAX_WALK: usize = 64;
 
+/// Members a least-connections pick compares: every member of a pool up to this size; in a
+/// larger pool, this many in a row from where weighted round robin starts, so that a pick costs
+/// the same at 256 backends as at 32. The start moves with every pick, so every member is
+/// compared within one round and the load evens out as with a scan of all (the least loaded of
+/// several choices spreads load nearly as well as the least loaded of all).
+pub const LEAST_CONN_WINDOW: usize = 32;
+
 /// The backends of one tag, with a precomputed smooth weighted round-robin order and, when a
 /// domain on the tag hashes its requests, a consistent-hash table.
 #[derive(Debug)]
@@ -140,7 +147,9 @@ impl BackendPool {
 
     /// The usable backend with the fewest requests in flight. The scan starts at the member
     /// weighted round robin would pick and keeps the first of equals, so ties go round the pool
-    /// by weight (an idle pool is plain weighted round robin).
+    /// by weight (an idle pool is plain weighted round robin). A pool of more than
+    /// [`LEAST_CONN_WINDOW`] members compares that many from the start (the start moves with
+    /// every pick), unless none of them is usable.
     #[inline]
     pub fn pick_least_loaded(&self, skip: impl Fn(&UpstreamBackend) -> bool) -> Option<Lease> {
         let (len, n) = (self.order.len(), self.members.len());
@@ -153,7 +162,10 @@ impl BackendPool {
         for _ in 0..n {
             let mut best: Option<(usize, u32)> = None;
             let mut i = start;
-            for _ in 0..n {
+            for seen in 0..n {
+                if seen == LEAST_CONN_WINDOW && best.is_some() {
+                    break;
+                }
                 let load = self.members[i].in_flight();
                 if best.is_none_or(|(_, least)| load < least) && self.usable(i, &skip) {
                     best = Some((i, load));

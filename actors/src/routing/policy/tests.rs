@@ -100,6 +100,37 @@ fn least_conn_goes_to_the_backend_with_fewest_in_flight() {
     assert_eq!(b[0].in_flight(), 2);
 }
 
+#[test]
+fn least_conn_in_a_large_pool_evens_out_and_finds_the_usable_few() {
+    use crate::routing::pool::LEAST_CONN_WINDOW;
+    // 256 members, each pick compares a moving window of 32: held picks still spread evenly.
+    let b = backends(256);
+    let pool = pool(&b);
+    let held: Vec<_> = (0..256 * 4)
+        .map(|_| Policy::LeastConn.pick(&pool, &from_ip([10, 0, 0, 1]), |_| false))
+        .collect();
+    assert!(held.iter().all(Option::is_some));
+    let loads: Vec<u32> = b.iter().map(|m| m.in_flight()).collect();
+    let (min, max) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+    assert!(max - min <= 1, "{min}..={max}");
+    drop(held);
+    // A busy backend beside idle ones is passed over wherever the window starts.
+    let _slow: Vec<_> = (0..3).map(|_| pick_on(&pool, "b100")).collect();
+    for _ in 0..1000 {
+        let l = Policy::LeastConn.pick(&pool, &from_ip([10, 0, 0, 1]), |_| false);
+        assert_ne!(&*l.unwrap().id, "b100");
+    }
+    // More than a window of unusable members in a row: the scan goes on past the window.
+    for m in &b[..LEAST_CONN_WINDOW * 2] {
+        set_health(m, false);
+    }
+    for _ in 0..512 {
+        let l = Policy::LeastConn.pick(&pool, &from_ip([10, 0, 0, 1]), |_| false);
+        let l = l.expect("a usable backend beyond the window");
+        assert!(l.health.is_routable(), "{}", l.id);
+    }
+}
+
 /// A lease on the backend named `id`, taken through round robin.
 fn pick_on(pool: &BackendPool, id: &str) -> Lease {
     pool.pick(|b| &*b.id != id).unwrap()
