@@ -112,6 +112,7 @@ impl ProxyHttp for VhostProxy {
             client_ip: None,
             refusal: None,
             grpc_failure: None,
+            attempt_failed: false,
             opening: None,
             body_bytes: 0,
             start: Instant::now(),
@@ -394,9 +395,12 @@ impl ProxyHttp for VhostProxy {
         let status = ctx.grpc_failure.unwrap_or(written);
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_deref();
-        route
-            .map_or(&self.opts.unknown, |r| &r.metrics)
-            .record(status, ctx.from_backend, elapsed);
+        route.map_or(&self.opts.unknown, |r| &r.metrics).record(
+            status,
+            ctx.from_backend,
+            ctx.attempt_failed,
+            elapsed,
+        );
         if tracing::enabled!(target: "access", tracing::Level::INFO) {
             events::access(session, ctx, status, elapsed);
         }
@@ -405,10 +409,8 @@ impl ProxyHttp for VhostProxy {
 
 impl VhostProxy {
     /// Counts a failed attempt against the current backend; ejects it at the threshold.
-    fn record_failure(&self, ctx: &RequestCtx) {
-        if let Some(r) = &ctx.route {
-            r.metrics.record_failed_attempt();
-        }
+    fn record_failure(&self, ctx: &mut RequestCtx) {
+        ctx.attempt_failed = true;
         let Some(b) = &ctx.backend else { return };
         if b.health.record_passive_failure(self.opts.eject_after) {
             tracing::warn!(

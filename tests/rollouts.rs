@@ -86,6 +86,7 @@ async fn a_split_sends_each_tag_its_share_interleaved() {
     assert_eq!(d["enabled_backends_tag"], "a", "the baseline");
     let seen = served(&p, 2000).await;
     let b_share = seen.iter().filter(|s| *s == "b1").count() as f64 / seen.len() as f64;
+    eprintln!("90/10 split: b got {:.2} % of 2000", b_share * 100.0);
     assert!(
         (b_share - 0.10).abs() < 0.02,
         "b got {:.1} %",
@@ -221,8 +222,10 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_is_not() {
     let (s, _) = split(&p, json!({"weights": {"a": 50, "b": 50}, "rollback": rule})).await;
     assert_eq!(s, 200);
     // Healthy: plenty of traffic, no rollback.
+    let mut canary_ok = 0u64;
     for _ in 0..200 {
-        let _ = p.get(HOST, "/").await;
+        let (_, body) = p.get(HOST, "/").await;
+        canary_ok += u64::from(body.contains("b1"));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, d) = call(Method::GET, &p.api(&format!("/domains/{HOST}")), None).await;
@@ -235,11 +238,31 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_is_not() {
 
     canary.failing.store(true, Ordering::Relaxed);
     let failing_since = Instant::now();
-    let d = wait_for_rollback(&p, Duration::from_secs(10))
-        .await
-        .expect("rolled back");
-    let took = failing_since.elapsed();
-    eprintln!("rollback {took:?} after the canary started failing");
+    // The canary's failures as this client sees them: the rule is passed once they are over a
+    // fifth of the canary's requests in the window (all of them are within its 10 s).
+    let (mut failed, mut passed_at) = (0u64, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        assert!(Instant::now() < deadline, "no rollback within 10 s");
+        let (_, d) = call(Method::GET, &p.api(&format!("/domains/{HOST}")), None).await;
+        if !d["last_rollback"].is_null() {
+            break d;
+        }
+        let (status, _) = p.get(HOST, "/").await;
+        failed += u64::from(status == 500);
+        if passed_at.is_none() && failed as f64 > 0.2 * (failed + canary_ok) as f64 {
+            passed_at = Some(Instant::now());
+        }
+    };
+    let rolled = Instant::now();
+    let passed_at = passed_at.expect("the client saw the threshold passed");
+    eprintln!(
+        "rollback {:?} after the canary started failing, {:?} after the threshold was passed \
+         ({failed} failures beside {canary_ok} answers)",
+        rolled - failing_since,
+        rolled - passed_at
+    );
+    assert!(rolled - passed_at < Duration::from_millis(1500));
     assert_eq!(d["weights"], Value::Null);
     assert_eq!(d["enabled_backends_tag"], "a");
     assert_eq!(d["last_rollback"]["from_tag"], "b");
@@ -306,6 +329,38 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_is_not() {
     .await;
     assert_eq!(h[0]["kind"], "undo");
     assert_eq!(h[0]["by"], "api");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_whose_backends_are_all_down_is_rolled_back_before_min_requests() {
+    // The split passes a tag with no healthy backend over, so its error share never grows:
+    // without a rule for it the split would stay, the canary silently at 0 %.
+    let a = Origin::start("a1").await;
+    let b = FlakyOrigin::start("b1").await;
+    let p = Proxy::start(&format!(
+        "{}{}{}{}",
+        fast_health_toml(1, 1),
+        backend_toml("a1", a.addr, &["a"]),
+        backend_toml("b1", b.origin.addr, &["b"]),
+        vhost_toml(HOST, "a"),
+    ))
+    .await;
+    wait_for_health(&p, "b1", "healthy", Duration::from_secs(10)).await;
+    let rule = json!({"max_error_rate": 0.5, "min_requests": 1000, "window_secs": 60});
+    let (s, d) = split(&p, json!({"weights": {"a": 80, "b": 20}, "rollback": rule})).await;
+    assert_eq!(s, 200, "{d}");
+    b.set_healthy(false);
+    let d = wait_for_rollback(&p, Duration::from_secs(10))
+        .await
+        .expect("rolled back once tag b has no healthy backend");
+    assert_eq!(d["weights"], Value::Null);
+    assert_eq!(d["enabled_backends_tag"], "a");
+    assert_eq!(d["last_rollback"]["from_tag"], "b");
+    let reason = d["last_rollback"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("tag 'b'") && reason.contains("healthy"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,6 +41,9 @@ pub struct RequestCtx {
     pub(super) refusal: Option<Refusal>,
     /// The HTTP status a gRPC error answer (sent as 200) stands for, for metrics and the log.
     pub(super) grpc_failure: Option<u16>,
+    /// An upstream attempt of this request failed (a failed request for a rollback rule, even
+    /// when a retry succeeded).
+    pub(super) attempt_failed: bool,
     /// Held while this request takes its stream or connection to an HTTP/2 backend.
     pub(super) opening: Option<super::peer::Opening>,
     pub(super) body_bytes: u64,

@@ -12,7 +12,8 @@ pub const NOT_FOUND: &[u8] = b"404 unknown host: no virtual host is configured f
 pub const MISDIRECTED: &[u8] =
     b"421 misdirected request: the Host does not match the TLS server name\n";
 /// Every backend of the domain is down (or at its cap).
-pub const NO_BACKEND: &[u8] = b"503 no backend available: every backend of this domain is down\n";
+pub const NO_BACKEND: &[u8] =
+    b"503 no backend available: every backend of this domain is down or at its connection limit\n";
 /// The client's address is denied by the domain's access lists.
 pub const FORBIDDEN: &[u8] =
     b"403 forbidden: this domain does not accept requests from your address\n";

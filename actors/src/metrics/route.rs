@@ -41,9 +41,14 @@ impl RouteMetrics {
         }
     }
 
-    /// Starts counting outcomes per second (a rollback rule watches this tag now), from zero.
-    pub fn watch_outcomes(&self) {
-        self.window.get_or_init(OutcomeWindow::default).clear();
+    /// Counts outcomes per second from now on (a rollback rule watches this tag); with `fresh`
+    /// (a new split or another routing change), from zero. Other republishes of the domain keep
+    /// what the window has seen.
+    pub fn watch_outcomes(&self, fresh: bool) {
+        let window = self.window.get_or_init(OutcomeWindow::default);
+        if fresh {
+            window.clear();
+        }
     }
 
     /// (requests, errors) over the last `secs` seconds; zeros when not watched.
@@ -53,9 +58,11 @@ impl RouteMetrics {
             .map_or((0, 0), |w| w.sum(now_secs(), secs))
     }
 
-    /// Records one finished request.
+    /// Records one finished request. For a rollback rule it is one request, and a failed one
+    /// when its answer is a 5xx or one of its upstream attempts failed (`failed_attempt`), even
+    /// when a retry then succeeded.
     #[inline]
-    pub fn record(&self, status: u16, from_backend: bool, elapsed: Duration) {
+    pub fn record(&self, status: u16, from_backend: bool, failed_attempt: bool, elapsed: Duration) {
         let class = usize::from(status / 100);
         if !(1..=5).contains(&class) {
             return;
@@ -63,7 +70,7 @@ impl RouteMetrics {
         self.codes[class - 1].inc();
         self.duration.observe(elapsed);
         if let Some(w) = self.window.get() {
-            w.record(now_secs(), status >= 500);
+            w.record(now_secs(), status >= 500 || failed_attempt);
         }
         if from_backend && status < 500 {
             self.backend_success.fetch_add(1, Ordering::Relaxed);
@@ -74,15 +81,6 @@ impl RouteMetrics {
     #[inline]
     pub fn record_retry(&self) {
         self.retries.inc();
-    }
-
-    /// Records an upstream attempt that failed (connect error, timeout): an error for the
-    /// rollback rule even when a retry then succeeds.
-    #[inline]
-    pub fn record_failed_attempt(&self) {
-        if let Some(w) = self.window.get() {
-            w.record(now_secs(), true);
-        }
     }
 
     /// The cumulative counts now, for the last-minute figures.

@@ -17,12 +17,12 @@ fn records_and_renders_with_contract_names() {
     let m = Metrics::new();
     let mut handles = RouteHandles::new(Arc::clone(&m));
     let r = handles.route("app.test", "a");
-    r.record(200, true, Duration::from_millis(3));
-    r.record(503, false, Duration::from_millis(1));
-    r.record(404, true, Duration::from_millis(1));
+    r.record(200, true, false, Duration::from_millis(3));
+    r.record(503, false, false, Duration::from_millis(1));
+    r.record(404, true, false, Duration::from_millis(1));
     r.record_retry();
     m.unknown_host()
-        .record(404, false, Duration::from_micros(10));
+        .record(404, false, false, Duration::from_micros(10));
     m.record_switch("app.test");
     let mut book = book_with(&mut handles);
     let text = book.render(0, None, None).unwrap();
@@ -69,4 +69,25 @@ fn handles_are_resolved_once_per_domain_and_tag() {
     let a = handles.route("app.test", "a");
     assert!(Arc::ptr_eq(&a, &handles.route("app.test", "a")));
     assert_eq!(handles.take_updates().len(), 1, "one update per new series");
+}
+
+#[test]
+fn a_rollback_rule_counts_each_request_once() {
+    let mut handles = RouteHandles::new(Metrics::new());
+    let r = handles.route("app.test", "b");
+    assert_eq!(r.recent_outcomes(10), (0, 0), "not watched");
+    r.watch_outcomes(true);
+    let ms = Duration::from_millis(1);
+    // Failed attempt, no other backend: 502. Failed attempt, retry answered: 200. Plain 200,
+    // plain 503.
+    r.record(502, false, true, ms);
+    r.record(200, true, true, ms);
+    r.record(200, true, false, ms);
+    r.record(503, true, false, ms);
+    assert_eq!(r.recent_outcomes(10), (4, 3));
+    // Republishing the domain for another reason keeps the counts; a routing change clears them.
+    r.watch_outcomes(false);
+    assert_eq!(r.recent_outcomes(10), (4, 3));
+    r.watch_outcomes(true);
+    assert_eq!(r.recent_outcomes(10), (0, 0));
 }

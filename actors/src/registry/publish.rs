@@ -13,7 +13,7 @@ impl Registry {
     pub fn publish_all(&self, table: &RouteTable, metrics: &mut RouteHandles) {
         let mut pools = Pools::new();
         for d in self.domains.values() {
-            table.publish(self.build_route(d, table, &mut pools, metrics));
+            table.publish(self.build_route(d, table, false, &mut pools, metrics));
         }
         metrics.set_backends(self.backend_gauges());
     }
@@ -27,7 +27,8 @@ impl Registry {
         let mut pools = Pools::new();
         for name in &effects.republish {
             if let Some(d) = self.domains.get(name) {
-                table.publish(self.build_route(d, table, &mut pools, metrics));
+                let fresh = effects.switched.as_ref() == Some(name);
+                table.publish(self.build_route(d, table, fresh, &mut pools, metrics));
             }
         }
         if let Some(d) = &effects.switched {
@@ -49,10 +50,13 @@ impl Registry {
             .collect()
     }
 
+    /// The route of `d`; `fresh` after a routing change (split, switch, undo, rollback), whose
+    /// canaries' outcome windows start again from zero.
     fn build_route(
         &self,
         d: &DomainRecord,
         table: &RouteTable,
+        fresh: bool,
         pools: &mut Pools,
         metrics: &mut RouteHandles,
     ) -> Arc<Route> {
@@ -63,7 +67,7 @@ impl Registry {
                 .map(|(tag, w)| {
                     let lane = self.lane_route(d, tag, None, None, pools, metrics);
                     if d.rollback.is_some() {
-                        lane.metrics.watch_outcomes();
+                        lane.metrics.watch_outcomes(fresh);
                     }
                     (*w, lane)
                 })

@@ -29,27 +29,43 @@ impl RegistryState {
             })
     }
 
-    /// Rolls back every split whose canary's recent error share breaks its rule.
+    /// Rolls back every split whose canary's recent error share breaks its rule, or whose
+    /// canary has no backend left that may take traffic (the split passes such a tag over, so
+    /// its error share would never grow). One rollback per domain and tick: the first ends the
+    /// split.
     pub(super) async fn check_canaries(&mut self, myself: &ActorRef<RegistryMsg>) {
-        let failing: Vec<Command> = self
-            .registry
-            .watched_canaries()
-            .filter_map(|(domain, tag, rule)| {
-                let handles = self.handles.get(domain.as_str(), tag.as_str())?;
+        let mut failing: Vec<Command> = Vec::new();
+        for (domain, tag, rule) in self.registry.watched_canaries() {
+            if failing
+                .iter()
+                .any(|c| matches!(c, Command::Rollback { domain: d, .. } if d == domain))
+            {
+                continue;
+            }
+            let reason = if !self.registry.tag_has_routable(tag) {
+                format!("no backend of tag '{tag}' is healthy")
+            } else {
+                let Some(handles) = self.handles.get(domain.as_str(), tag.as_str()) else {
+                    continue;
+                };
                 let (requests, errors) = handles.recent_outcomes(rule.window_secs);
-                rule.trips(requests, errors).then(|| Command::Rollback {
-                    domain: domain.clone(),
-                    from_tag: tag.clone(),
-                    reason: format!(
-                        "{errors} of {requests} requests to tag '{tag}' failed in the last {}s \
-                         ({:.1} %, over the limit of {:.1} %)",
-                        rule.window_secs,
-                        errors as f64 * 100.0 / requests as f64,
-                        rule.max_error_rate * 100.0
-                    ),
-                })
-            })
-            .collect();
+                if !rule.trips(requests, errors) {
+                    continue;
+                }
+                format!(
+                    "{errors} of {requests} requests to tag '{tag}' failed in the last {}s \
+                     ({:.1} %, over the limit of {:.1} %)",
+                    rule.window_secs,
+                    errors as f64 * 100.0 / requests as f64,
+                    rule.max_error_rate * 100.0
+                )
+            };
+            failing.push(Command::Rollback {
+                domain: domain.clone(),
+                from_tag: tag.clone(),
+                reason,
+            });
+        }
         for cmd in failing {
             if let Err(e) = self.apply(myself, cmd).await {
                 tracing::error!(error = %e, "a canary failed but its rollback could not be applied");
