@@ -36,10 +36,10 @@ const MAX_WALK: usize = 64;
 
 /// Members a least-connections pick compares: every member of a pool up to this size; in a
 /// larger pool, this many in a row from where weighted round robin starts, so that a pick costs
-/// the same at 256 backends as at 32. The start moves with every pick, so every member is
+/// the same at 256 backends as at 16. The start moves with every pick, so every member is
 /// compared within one round and the load evens out as with a scan of all (the least loaded of
 /// several choices spreads load nearly as well as the least loaded of all).
-pub const LEAST_CONN_WINDOW: usize = 32;
+pub const LEAST_CONN_WINDOW: usize = 16;
 
 /// The backends of one tag, with a precomputed smooth weighted round-robin order and, when a
 /// domain on the tag hashes its requests, a consistent-hash table.

@@ -103,7 +103,7 @@ fn least_conn_goes_to_the_backend_with_fewest_in_flight() {
 #[test]
 fn least_conn_in_a_large_pool_evens_out_and_finds_the_usable_few() {
     use crate::routing::pool::LEAST_CONN_WINDOW;
-    // 256 members, each pick compares a moving window of 32: held picks still spread evenly.
+    // 256 members, each pick compares a moving window of 16: held picks still spread evenly.
     let b = backends(256);
     let pool = pool(&b);
     let held: Vec<_> = (0..256 * 4)
