@@ -76,6 +76,8 @@ pub struct Registry {
     own_addresses: Vec<SocketAddr>,
     /// Builds the proxy's peer template of each live backend.
     preparer: Preparer,
+    /// Consistent-hash tables shared by the pools of the same members across publishes.
+    hash_tables: crate::routing::HashTables,
 }
 
 /// Entries as they were before the last command changed them.

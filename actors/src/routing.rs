@@ -14,7 +14,7 @@ mod tests;
 
 pub use access::{Access, ClientLimiter, Verdict};
 pub use lease::Lease;
-pub use maglev::MaglevTable;
+pub use maglev::{HashTables, MaglevTable};
 pub use policy::{hash_ip, hash_key, Affinity, Policy};
 pub use pool::{smooth_order, BackendPool, PoolMember};
 pub use split::{sticky_cookie, LaneChoice, Split, STICKY_COOKIE};

@@ -4,33 +4,37 @@
 use super::{Effects, Registry};
 use crate::metrics::{BackendGauge, RouteHandles};
 use crate::model::{DomainRecord, Tag};
-use crate::routing::{Access, BackendPool, Policy, PoolMember, Route, RouteTable, Split};
+use crate::routing::{
+    Access, BackendPool, HashTables, Policy, PoolMember, Route, RouteTable, Split,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 impl Registry {
     /// Publishes every domain's route into an empty or stale table.
-    pub fn publish_all(&self, table: &RouteTable, metrics: &mut RouteHandles) {
-        let mut pools = Pools::new();
+    pub fn publish_all(&mut self, table: &RouteTable, metrics: &mut RouteHandles) {
+        let mut pools = Pools::new(std::mem::take(&mut self.hash_tables));
         for d in self.domains.values() {
             table.publish(self.build_route(d, table, false, &mut pools, metrics));
         }
+        self.hash_tables = pools.tables;
         metrics.set_backends(self.backend_gauges());
     }
 
     /// Publishes what a command changed.
-    pub fn publish(&self, effects: &Effects, table: &RouteTable, metrics: &mut RouteHandles) {
+    pub fn publish(&mut self, effects: &Effects, table: &RouteTable, metrics: &mut RouteHandles) {
         for d in &effects.withdraw {
             table.withdraw(d);
             metrics.forget_domain(d.as_str());
         }
-        let mut pools = Pools::new();
+        let mut pools = Pools::new(std::mem::take(&mut self.hash_tables));
         for name in &effects.republish {
             if let Some(d) = self.domains.get(name) {
                 let fresh = effects.switched.as_ref() == Some(name);
                 table.publish(self.build_route(d, table, fresh, &mut pools, metrics));
             }
         }
+        self.hash_tables = pools.tables;
         if let Some(d) = &effects.switched {
             metrics.metrics().record_switch(d.as_str());
         }
@@ -91,10 +95,14 @@ impl Registry {
     ) -> Arc<Route> {
         let policy = Policy::new(d.lb_policy, d.lb_hash_header.as_deref());
         let hashed = policy.hashes();
-        let pool = pools
-            .entry((tag.clone(), hashed))
-            .or_insert_with(|| Arc::new(self.pool_for(tag, hashed)))
-            .clone();
+        let pool = match pools.built.get(&(tag.clone(), hashed)) {
+            Some(pool) => Arc::clone(pool),
+            None => {
+                let pool = Arc::new(self.pool_for(tag, hashed, &mut pools.tables));
+                pools.built.insert((tag.clone(), hashed), Arc::clone(&pool));
+                pool
+            }
+        };
         Arc::new(Route {
             domain: d.domain.clone(),
             tag: tag.clone(),
@@ -109,7 +117,7 @@ impl Registry {
 
     /// The pool of `tag`; with `hashed`, with its consistent-hash table (built here, at publish
     /// time, so that no request ever builds one).
-    fn pool_for(&self, tag: &Tag, hashed: bool) -> BackendPool {
+    fn pool_for(&self, tag: &Tag, hashed: bool, tables: &mut HashTables) -> BackendPool {
         let pool = BackendPool::new(self.backends.values().filter(|b| b.has_tag(tag)).map(|b| {
             PoolMember {
                 backend: Arc::clone(&self.upstreams[&b.id]),
@@ -118,7 +126,7 @@ impl Registry {
             }
         }));
         if hashed {
-            pool.with_hash_table()
+            pool.with_table_from(tables)
         } else {
             pool
         }
@@ -126,5 +134,18 @@ impl Registry {
 }
 
 /// Pools built during one publish, by tag and whether they carry a hash table: routes on one
-/// tag share a pool (and its round-robin cursor), and only hashing routes pay for the table.
-type Pools = HashMap<(Tag, bool), Arc<BackendPool>>;
+/// tag share a pool (and its round-robin cursor), and only hashing routes pay for the table,
+/// which pools of the same members share across publishes too.
+struct Pools {
+    built: HashMap<(Tag, bool), Arc<BackendPool>>,
+    tables: HashTables,
+}
+
+impl Pools {
+    fn new(tables: HashTables) -> Self {
+        Self {
+            built: HashMap::new(),
+            tables,
+        }
+    }
+}

@@ -267,7 +267,7 @@ fn whatever_the_api_accepts_loads_again() {
     })
     .unwrap();
     let state = r.state();
-    let loaded = Registry::from_state(state.clone()).expect("a forced delete's state loads");
+    let mut loaded = Registry::from_state(state.clone()).expect("a forced delete's state loads");
     assert_eq!(loaded.state(), state);
     let table = RouteTable::new();
     loaded.publish_all(

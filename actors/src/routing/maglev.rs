@@ -10,7 +10,9 @@
 //! backend, which keeps every backend's share within about 1 % of its weight), and only a pool
 //! that grows past a tier (655, 6 553 backends) gets a larger table and reshuffles once.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::{Arc, Weak};
 
 /// Slots per backend (the paper's bound for an even spread).
 const SLOTS_PER_BACKEND: usize = 100;
@@ -98,6 +100,35 @@ impl MaglevTable {
     #[inline]
     pub fn owner(&self, slot: usize) -> usize {
         self.slots[slot] as usize
+    }
+}
+
+/// The tables built so far, by the members (ids and weights, in order) they were built from, so
+/// that every pool of the same members shares one table: a pool is built again whenever a domain
+/// on its tag is published, and each would otherwise hold a table of its own (256 KiB each) for
+/// as long as one of its routes lives.
+#[derive(Clone, Debug, Default)]
+pub struct HashTables {
+    built: HashMap<Box<[(Box<str>, u32)]>, Weak<MaglevTable>>,
+}
+
+impl HashTables {
+    /// The table of `members`: the one built before while any pool still holds it, else a new
+    /// one (forgetting the tables no pool holds any more).
+    pub fn table_for(&mut self, members: &[(&str, u32)]) -> Arc<MaglevTable> {
+        let key: Box<[(Box<str>, u32)]> = members.iter().map(|&(id, w)| (id.into(), w)).collect();
+        if let Some(table) = self.built.get(&key).and_then(Weak::upgrade) {
+            return table;
+        }
+        self.built.retain(|_, t| t.strong_count() > 0);
+        let table = Arc::new(MaglevTable::new(members));
+        self.built.insert(key, Arc::downgrade(&table));
+        table
+    }
+
+    /// Tables some pool still holds.
+    pub fn live(&self) -> usize {
+        self.built.values().filter(|t| t.strong_count() > 0).count()
     }
 }
 

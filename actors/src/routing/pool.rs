@@ -4,7 +4,7 @@
 //! the caller (those a request already tried).
 
 use super::lease::Lease;
-use super::maglev::MaglevTable;
+use super::maglev::{HashTables, MaglevTable};
 use crate::upstream::UpstreamBackend;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,8 +57,8 @@ pub struct BackendPool {
     /// that the traffic of a run of unusable backends goes round the usable ones instead of all
     /// landing on the first one after the run.
     spill: AtomicUsize,
-    /// Built at publish time for hashing policies only.
-    table: Option<MaglevTable>,
+    /// Built at publish time for hashing policies only; shared by the pools of the same members.
+    table: Option<Arc<MaglevTable>>,
 }
 
 impl BackendPool {
@@ -79,15 +79,26 @@ impl BackendPool {
 
     /// Adds the consistent-hash table that [`BackendPool::pick_hashed`] uses, built from the
     /// members' ids and weights.
-    pub fn with_hash_table(mut self) -> Self {
+    pub fn with_hash_table(self) -> Self {
+        self.with_table_from(&mut HashTables::default())
+    }
+
+    /// Adds the consistent-hash table of these members from `tables`: the one another pool of
+    /// the same members already holds, or a new one.
+    pub fn with_table_from(mut self, tables: &mut HashTables) -> Self {
         let ids: Vec<(&str, u32)> = self
             .members
             .iter()
             .zip(&self.weights)
             .map(|(b, &w)| (&*b.id, w))
             .collect();
-        self.table = Some(MaglevTable::new(&ids));
+        self.table = Some(tables.table_for(&ids));
         self
+    }
+
+    /// Whether this pool and `other` look keys up in the same table.
+    pub fn shares_table_with(&self, other: &BackendPool) -> bool {
+        matches!((&self.table, &other.table), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     /// The pool's backends.

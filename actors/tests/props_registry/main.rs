@@ -41,7 +41,7 @@ impl Plane {
     /// way `pingora-vhost` does: load, build, publish, spawn. No health probes.
     async fn start(path: &Path) -> Plane {
         let store = Arc::new(JsonFileStore::new(path));
-        let registry = match store.load().expect("the state file loads") {
+        let mut registry = match store.load().expect("the state file loads") {
             Some(state) => Registry::from_state(state)
                 .expect("a state the API left behind is a state the registry starts from"),
             None => Registry::default(),

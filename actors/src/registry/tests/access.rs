@@ -13,7 +13,7 @@ fn patch(r: &mut Registry, p: DomainPatch) -> Result<(), RegistryError> {
         .map(|_| ())
 }
 
-fn publish(r: &Registry, table: &RouteTable) {
+fn publish(r: &mut Registry, table: &RouteTable) {
     let mut m = crate::metrics::RouteHandles::new(crate::metrics::Metrics::new());
     r.publish_all(table, &mut m);
 }
@@ -53,7 +53,7 @@ fn a_publish_applies_the_lists_and_keeps_the_allowances() {
     )
     .unwrap();
     let table = RouteTable::new();
-    publish(&r, &table);
+    publish(&mut r, &table);
     let route = table.lookup("app.example.com").unwrap();
     let access = route.access.as_ref().expect("access published");
     let ip = |s: &str| Some(s.parse().unwrap());
@@ -65,7 +65,7 @@ fn a_publish_applies_the_lists_and_keeps_the_allowances() {
         Default::default(),
     ))
     .unwrap();
-    publish(&r, &table);
+    publish(&mut r, &table);
     let again = table.lookup("app.example.com").unwrap();
     assert!(!Arc::ptr_eq(&route, &again));
     assert!(matches!(
@@ -83,7 +83,7 @@ fn a_publish_applies_the_lists_and_keeps_the_allowances() {
         },
     )
     .unwrap();
-    publish(&r, &table);
+    publish(&mut r, &table);
     assert!(table.lookup("app.example.com").unwrap().access.is_none());
     assert!(table.limiters().is_empty());
 }

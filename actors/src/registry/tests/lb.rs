@@ -19,7 +19,7 @@ fn hashed_domain(name: &str, policy: Option<LbPolicy>, header: Option<&str>) -> 
     })
 }
 
-fn publish(r: &Registry) -> RouteTable {
+fn publish(r: &mut Registry) -> RouteTable {
     let table = RouteTable::new();
     let mut m = crate::metrics::RouteHandles::new(crate::metrics::Metrics::new());
     r.publish_all(&table, &mut m);
@@ -84,7 +84,7 @@ fn every_policy_is_accepted_and_published() {
         r.apply(hashed_domain(name, Some(policy), header)).unwrap();
         assert_eq!(r.domain(name).unwrap().lb_policy, policy);
     }
-    let table = publish(&r);
+    let table = publish(&mut r);
     let route = |d: &str| table.lookup(d).unwrap();
     assert_eq!(route("rr.test").policy, Policy::RoundRobin);
     assert_eq!(route("lc.test").policy, Policy::LeastConn);
@@ -122,7 +122,7 @@ fn max_connections_is_published_and_changes_apply() {
     }))
     .unwrap();
     r.apply(domain("cap.test", "a")).unwrap();
-    let table = publish(&r);
+    let table = publish(&mut r);
     let route = table.lookup("cap.test").unwrap();
     let headers = http::HeaderMap::new();
     let req = Affinity {
@@ -179,4 +179,35 @@ fn unknown_policies_do_not_parse() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("unknown variant"), "{e}");
+}
+
+#[test]
+fn hashing_domains_published_one_by_one_share_one_table() {
+    let mut r = seeded();
+    let table = RouteTable::new();
+    let mut m = crate::metrics::RouteHandles::new(crate::metrics::Metrics::new());
+    r.publish_all(&table, &mut m);
+    // Each domain added through the API is published alone, with a pool of its own.
+    for i in 0..20 {
+        let name = format!("h{i}.test");
+        let (_, fx) = r
+            .apply(hashed_domain(&name, Some(LbPolicy::IpHash), None))
+            .unwrap();
+        r.publish(&fx, &table, &mut m);
+    }
+    let first = table.lookup("h0.test").unwrap();
+    for i in 1..20 {
+        let route = table.lookup(&format!("h{i}.test")).unwrap();
+        assert!(route.pool.shares_table_with(&first.pool), "h{i}.test");
+    }
+    assert_eq!(r.hash_tables.live(), 1);
+    // A member more: a new table for the routes published since, the old one while they live.
+    r.apply(backend("a3", 3003, &["a"])).unwrap();
+    let (_, fx) = r
+        .apply(hashed_domain("new.test", Some(LbPolicy::IpHash), None))
+        .unwrap();
+    r.publish(&fx, &table, &mut m);
+    let new = table.lookup("new.test").unwrap();
+    assert!(!new.pool.shares_table_with(&first.pool));
+    assert_eq!(r.hash_tables.live(), 2);
 }
