@@ -166,7 +166,15 @@ impl ProxyHttp for VhostProxy {
                     (Some(lane), refusal)
                 }
             },
-            _ => (None, Some(Refusal::Text(404, responses::NOT_FOUND))),
+            // An unknown host: 421 when the SNI named another name, else 404.
+            (None, Some(host)) => (
+                None,
+                Some(
+                    self.misdirected(session, host)
+                        .unwrap_or(Refusal::Text(404, responses::NOT_FOUND)),
+                ),
+            ),
+            (_, None) => (None, Some(Refusal::Text(404, responses::NOT_FOUND))),
         };
         ctx.route = route;
         match refusal {

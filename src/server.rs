@@ -86,6 +86,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
     for note in notes {
         tracing::warn!("{note}");
     }
+    registry.warn_unverified();
 
     let mut registry = registry;
     for id in registry.refuse_own_addresses(own_addresses(&cfg)) {

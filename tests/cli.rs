@@ -42,6 +42,27 @@ fn check_accepts_a_valid_config_from_the_default_path() {
 }
 
 #[test]
+fn check_accepts_tls_settings_on_an_h2c_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = valid_config().replace(
+        "tags = [\"a\"]",
+        "tags = [\"a\"]\nprotocol = \"h2c\"\ntls_server_name = \"Backend.Internal\"\n\
+         tls_verify = false",
+    );
+    assert!(text.contains("h2c"), "{text}");
+    std::fs::write(dir.path().join("c.toml"), &text).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+    // A gRPC probe still needs HTTP/2.
+    let grpc = text.replace("protocol = \"h2c\"", "health_check = \"grpc\"");
+    std::fs::write(dir.path().join("c.toml"), grpc).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs HTTP/2"), "{err}");
+}
+
+#[test]
 fn check_lists_every_problem_one_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"

@@ -232,6 +232,20 @@ async fn self_signed_and_file_certificates_by_sni() {
         .await
         .unwrap();
     assert_eq!(m.status, 421, "{}", m.body);
+    // Also when the Host is no configured domain: the SNI named another one.
+    for (sni, host) in [("app.test", "unknown.test"), ("x.wild.test", "y.wild.test")] {
+        let m = tls_get(https, sni, host, "/").await.unwrap();
+        assert_eq!(m.status, 421, "{sni} / {host}: {}", m.body);
+    }
+    // An unknown Host that matches the SNI (under a wildcard certificate): 404.
+    let u = tls_get(https, "y.wild.test", "y.wild.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(u.status, 404, "{}", u.body);
+    let u = tls_get(https, "x.wild.test", "X.Wild.Test:443", "/")
+        .await
+        .unwrap();
+    assert_eq!(u.status, 200, "{}", u.body);
     assert!(tls_get(https, "nocert.test", "nocert.test", "/")
         .await
         .is_err());

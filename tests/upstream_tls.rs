@@ -297,7 +297,6 @@ async fn protocol_fields_through_the_api_and_a_restart() {
 
     let refused = [
         json!({"id": "x", "address": addr.to_string(), "tags": ["b"], "protocol": "h3"}),
-        json!({"id": "x", "address": addr.to_string(), "tags": ["b"], "tls_ca_file": ca_path}),
         json!({"id": "x", "address": addr.to_string(), "tags": ["b"], "protocol": "https",
                "tls_ca_file": "/nonexistent.pem"}),
         json!({"id": "x", "address": addr.to_string(), "tags": ["b"], "health_check": "grpc"}),
@@ -370,4 +369,132 @@ async fn protocol_fields_through_the_api_and_a_restart() {
     let (status, body) = p.get("app.test", "/").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("tls-origin"), "{body}");
+}
+
+/// The settings of a backend as GET shows them, without its health: what a PUT takes.
+fn settings(shown: &serde_json::Value) -> serde_json::Value {
+    let mut body = shown.clone();
+    let keys = [
+        "address",
+        "tags",
+        "weight",
+        "max_connections",
+        "protocol",
+        "tls_server_name",
+        "tls_verify",
+        "tls_ca_file",
+        "health_check",
+    ];
+    body.as_object_mut()
+        .unwrap()
+        .retain(|k, _| keys.contains(&k.as_str()));
+    body
+}
+
+/// The `WARN` line that says backend `id` at `address` is spoken to unverified, if logged.
+fn unverified_warning(log: &str, id: &str, address: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains(" WARN ")
+            && l.contains("TLS verification is off")
+            && l.contains(&format!("backend={id}"))
+            && l.contains(&format!("address={address}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_fields_are_kept_on_any_protocol_and_a_get_put_round_trip_changes_nothing() {
+    use reqwest::Method;
+    use serde_json::json;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = ca.write(dir.path());
+    let (addr, _origin) = https_origin("tls-origin", &ca.leaf(&["origin.test"]));
+    let web = Origin::start("web").await;
+    let p = Proxy::start(&format!(
+        "{}{}{}",
+        backend_toml("web", web.addr, &["a"]),
+        https_backend("lax", addr, "b", &ca_path, "tls_verify = false"),
+        vhost_toml("app.test", "a"),
+    ))
+    .await;
+    let ca_path = ca_path.display().to_string();
+    // A backend loaded from the config with tls_verify = false is named in a warning.
+    let addr_text = addr.to_string();
+    assert!(
+        unverified_warning(&p.log(), "lax", &addr_text),
+        "{}",
+        p.log()
+    );
+    assert!(!unverified_warning(&p.log(), "web", &web.addr.to_string()));
+
+    // GET then PUT of the same body, on an http1 and an https backend: 200, nothing changes.
+    for id in ["web", "lax"] {
+        let path = format!("/backends/{id}");
+        let (s, before) = call(Method::GET, &p.api(&path), None).await;
+        assert_eq!(s, 200, "{before}");
+        let body = settings(&before);
+        let (s, put) = call(Method::PUT, &p.api(&path), Some(body.clone())).await;
+        assert_eq!(s, 200, "{id}: {body} -> {put}");
+        let (_, after) = call(Method::GET, &p.api(&path), None).await;
+        assert_eq!(settings(&after), body, "{id}");
+    }
+    let (status, body) = p.get("app.test", "/").await;
+    assert_eq!(status, 200, "{body}");
+
+    // An https backend with explicit TLS settings goes to http1 and back: they are kept.
+    let (s, b) = call(
+        Method::PUT,
+        &p.api("/backends/lax"),
+        Some(json!({"protocol": "http1"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["protocol"], "http1");
+    assert_eq!(b["tls_server_name"], "origin.test");
+    assert_eq!(b["tls_verify"], false);
+    assert_eq!(b["tls_ca_file"], ca_path.as_str());
+    let (s, b) = call(
+        Method::PUT,
+        &p.api("/backends/lax"),
+        Some(json!({"protocol": "https"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["tls_server_name"], "origin.test");
+
+    // TLS settings on an h2c backend are accepted and shown; a server name in capitals is
+    // stored lower-cased; the unverified one added through the API is named in a warning.
+    let (s, b) = call(
+        Method::POST,
+        &p.api("/backends"),
+        Some(json!({"id": "plain2", "address": addr_text, "tags": ["c"],
+                    "protocol": "h2c", "tls_server_name": "Origin.TEST",
+                    "tls_verify": false, "tls_ca_file": ca_path})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["tls_server_name"], "origin.test");
+    assert_eq!(b["tls_verify"], false);
+    assert!(!unverified_warning(&p.log(), "plain2", &addr_text));
+    let (s, b) = call(
+        Method::PUT,
+        &p.api("/backends/plain2"),
+        Some(json!({"protocol": "https", "tls_server_name": "ORIGIN.test"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["tls_server_name"], "origin.test");
+    assert!(
+        unverified_warning(&p.log(), "plain2", &addr_text),
+        "{}",
+        p.log()
+    );
+    // gRPC probes still need HTTP/2.
+    let (s, e) = call(
+        Method::PUT,
+        &p.api("/backends/plain2"),
+        Some(json!({"protocol": "http1", "health_check": "grpc"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
 }

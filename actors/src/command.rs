@@ -129,13 +129,14 @@ pub struct NewBackend {
     /// `http1` (default), `h2c` or `https`.
     #[serde(default)]
     pub protocol: Option<BackendProtocol>,
-    /// SNI and verified name for `https`; default: the host of `address`.
+    /// SNI and verified name, used when the protocol is `https` (kept on any protocol); any
+    /// case, stored lower-cased; default: the host of `address`.
     #[serde(default)]
     pub tls_server_name: Option<String>,
     /// Verify the backend's certificate (default true).
     #[serde(default)]
     pub tls_verify: Option<bool>,
-    /// Extra trust roots (PEM file) for `https`.
+    /// Extra trust roots (PEM file), used when the protocol is `https` (kept on any protocol).
     #[serde(default)]
     pub tls_ca_file: Option<String>,
     /// `http` (default), `grpc` or `tcp`.

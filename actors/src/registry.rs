@@ -115,7 +115,8 @@ impl Registry {
             preparer: Preparer(preparer),
             ..Registry::default()
         };
-        for b in state.backends {
+        for mut b in state.backends {
+            b.transport = b.transport.normalized();
             if let Err(e) = check_tags(&b.tags).and_then(|_| check_weight(b.weight)) {
                 errors.push(format!("backend '{}': {e}", b.id));
             }

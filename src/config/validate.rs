@@ -354,7 +354,8 @@ fn transport(b: &BackendSection, at: &KeyPath, errs: &mut Problems) -> Transport
         tls_verify: b.tls_verify,
         tls_ca_file: b.tls_ca_file.clone(),
         health_check: b.health_check,
-    };
+    }
+    .normalized();
     match t.check() {
         Err(e) => errs.push(at.clone(), e),
         Ok(()) => {

@@ -1,7 +1,7 @@
-//! What the proxy answers itself once a request's route is known: access control (`403`,
-//! `429`), ACME HTTP-01 challenges, `http_to_https` redirects, a `Host` that does not match the
-//! SNI (`421`), and a pool with no backend to take the request (`503`) or a declared body over
-//! the limit (`413`).
+//! What the proxy answers itself instead of proxying: access control (`403`, `429`), ACME
+//! HTTP-01 challenges, `http_to_https` redirects, a `Host` that does not match the SNI (`421`,
+//! for a configured domain or not), and a pool with no backend to take the request (`503`) or
+//! a declared body over the limit (`413`).
 
 use super::responses::{self, respond_static, Refusal};
 use super::{admission, Listener, VhostProxy};
@@ -61,18 +61,25 @@ impl VhostProxy {
                 let location = responses::https_location(host, *port, session.req_header());
                 return Some(Refusal::Redirect(location));
             }
-            Listener::Tls => {
-                let sni = session
-                    .digest()
-                    .and_then(|d| d.ssl_digest.as_deref())
-                    .and_then(client_sni);
-                if sni.is_some_and(|sni| sni != host) {
-                    return Some(Refusal::Text(421, responses::MISDIRECTED));
-                }
-            }
+            Listener::Tls => return self.misdirected(session, host),
             Listener::Plain { .. } => {}
         }
         None
+    }
+
+    /// `421` for a request on the HTTPS listener whose `Host` is not the name its client sent
+    /// as SNI, whether or not that `Host` is a configured domain. Without SNI (or on the plain
+    /// listener) nothing is misdirected.
+    #[inline]
+    pub(super) fn misdirected(&self, session: &Session, host: &str) -> Option<Refusal> {
+        if !matches!(self.opts.listener, Listener::Tls) {
+            return None;
+        }
+        let sni = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_deref())
+            .and_then(client_sni)?;
+        (sni != host).then_some(Refusal::Text(421, responses::MISDIRECTED))
     }
 
     /// Why a request routed to `route` is not proxied: no backend to take it, or a declared

@@ -118,7 +118,10 @@ impl Endpoint {
                     (
                         "tls_server_name",
                         rarely,
-                        nullable(&["x.test", "127.0.0.1"], &["Bad"]),
+                        nullable(
+                            &["x.test", "X.Test", "127.0.0.1"],
+                            &["Bad Name", "*.x.test"],
+                        ),
                     ),
                     flag("tls_verify", rarely),
                     (

@@ -64,8 +64,9 @@ pub struct TransportSettings {
     #[serde(default)]
     #[schema(required = true)]
     pub protocol: BackendProtocol,
-    /// SNI and the name the certificate must carry; the API shows the default, the host of
-    /// the address, when none is set.
+    /// SNI and the name the certificate must carry, used when the protocol is `https` (kept on
+    /// any protocol); stored lower-cased. The API shows the default, the host of the address,
+    /// when none is set.
     #[serde(default)]
     #[schema(required = true, example = "api.example.net")]
     pub tls_server_name: Option<String>,
@@ -100,31 +101,27 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
-    /// The TLS server name used for `address`: the configured one, else the address's host.
+    /// The TLS server name used for `address`: the configured one, else the address's host,
+    /// lower-cased.
     pub fn server_name(&self, address: &str) -> String {
         match &self.tls_server_name {
             Some(name) => name.clone(),
-            None => address_host(address).to_string(),
+            None => address_host(address).to_ascii_lowercase(),
         }
     }
 
-    /// Checks the settings together: TLS settings only with `https`, a valid server name, a
-    /// gRPC probe only over HTTP/2. Whether the CA file loads is checked where it is read.
-    pub fn check(&self) -> Result<(), String> {
-        let tls = self.protocol == BackendProtocol::Https;
-        if !tls {
-            let stray = [
-                ("tls_server_name", self.tls_server_name.is_some()),
-                ("tls_ca_file", self.tls_ca_file.is_some()),
-                ("tls_verify = false", !self.tls_verify),
-            ];
-            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
-                return Err(format!(
-                    "{key} applies only to protocol \"https\" (this backend is \"{}\")",
-                    self.protocol.as_str()
-                ));
-            }
+    /// The settings with the server name lower-cased, as they are stored.
+    pub fn normalized(mut self) -> Self {
+        if let Some(name) = &mut self.tls_server_name {
+            name.make_ascii_lowercase();
         }
+        self
+    }
+
+    /// Checks the settings together: a valid server name, a gRPC probe only over HTTP/2. The
+    /// TLS settings are kept on every protocol and used only with `https`. Whether the CA
+    /// file loads is checked where it is read.
+    pub fn check(&self) -> Result<(), String> {
         if let Some(name) = &self.tls_server_name {
             check_server_name(name)?;
         }
@@ -138,20 +135,26 @@ impl TransportSettings {
         }
         Ok(())
     }
+
+    /// Whether the proxy connects to this backend over TLS without checking its certificate.
+    pub fn unverified_tls(&self) -> bool {
+        self.protocol == BackendProtocol::Https && !self.tls_verify
+    }
 }
 
-/// A TLS server name: a DNS name (no wildcard) or an IP address.
+/// A TLS server name: a DNS name (no wildcard, any case: [`TransportSettings::normalized`]
+/// stores it lower-cased) or an IP address.
 pub fn check_server_name(name: &str) -> Result<(), String> {
     if name.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
     let valid = super::DomainName::parse(name)
-        .is_ok_and(|d| d.wildcard_suffix().is_none() && d.as_str() == name);
+        .is_ok_and(|d| d.wildcard_suffix().is_none() && d.as_str().eq_ignore_ascii_case(name));
     if valid {
         Ok(())
     } else {
         Err(format!(
-            "tls_server_name '{name}' is not a lower-case DNS name or IP address"
+            "tls_server_name '{name}' is not a DNS name or IP address"
         ))
     }
 }
@@ -189,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn tls_settings_need_https_and_grpc_needs_h2() {
+    fn tls_settings_are_kept_on_every_protocol_and_grpc_needs_h2() {
         let https = TransportSettings {
             protocol: BackendProtocol::Https,
             tls_server_name: Some("api.example.net".into()),
@@ -198,31 +201,47 @@ mod tests {
             health_check: HealthCheck::Grpc,
         };
         assert_eq!(https.check(), Ok(()));
-        let plain = TransportSettings {
-            protocol: BackendProtocol::Http1,
+        assert!(https.unverified_tls());
+        let h2c = TransportSettings {
+            protocol: BackendProtocol::H2c,
             ..https.clone()
         };
-        let err = plain.check().unwrap_err();
-        assert!(
-            err.contains("tls_server_name") && err.contains("https"),
-            "{err}"
-        );
+        assert_eq!(h2c.check(), Ok(()));
+        assert!(!h2c.unverified_tls());
+        let plain = TransportSettings {
+            protocol: BackendProtocol::Http1,
+            health_check: HealthCheck::Http,
+            ..https.clone()
+        };
+        assert_eq!(plain.check(), Ok(()));
         let grpc_h1 = TransportSettings {
             health_check: HealthCheck::Grpc,
             ..TransportSettings::default()
         };
         assert!(grpc_h1.check().unwrap_err().contains("h2c"));
-        let h2c = TransportSettings {
-            protocol: BackendProtocol::H2c,
-            ..grpc_h1
-        };
-        assert_eq!(h2c.check(), Ok(()));
-        for bad in ["*.example.com", "Upper.example", "a b", ""] {
+        for bad in ["*.example.com", "a b", "", "api.example.net."] {
             let t = TransportSettings {
                 tls_server_name: Some(bad.into()),
                 ..https.clone()
             };
             assert!(t.check().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn server_names_are_case_insensitive_and_stored_lower_case() {
+        let upper = TransportSettings {
+            protocol: BackendProtocol::Https,
+            tls_server_name: Some("API.Example.NET".into()),
+            ..TransportSettings::default()
+        };
+        assert_eq!(upper.check(), Ok(()));
+        let stored = upper.normalized();
+        assert_eq!(stored.tls_server_name.as_deref(), Some("api.example.net"));
+        let default = TransportSettings::default();
+        assert_eq!(
+            default.server_name("API.Example.net:443"),
+            "api.example.net"
+        );
     }
 }

@@ -24,7 +24,35 @@ impl fmt::Debug for Preparer {
     }
 }
 
+/// Warns that `new` is spoken to over TLS without checking its certificate, when it now is
+/// and was not before (`old`: the record it replaces, if any) or it moved.
+pub(super) fn warn_if_unverified(old: Option<&BackendRecord>, new: &BackendRecord) {
+    let was = old.is_some_and(|o| o.transport.unverified_tls() && o.address == new.address);
+    if new.transport.unverified_tls() && !was {
+        warn_unverified(new);
+    }
+}
+
+/// The warning for a backend with `tls_verify = false`.
+pub fn warn_unverified(b: &BackendRecord) {
+    tracing::warn!(
+        backend = %b.id,
+        address = %b.address,
+        "TLS verification is off for this backend (tls_verify = false): any certificate is accepted"
+    );
+}
+
 impl Registry {
+    /// Warns, once per backend, for each one spoken to over TLS without checking its
+    /// certificate (at start, once logging is set up).
+    pub fn warn_unverified(&self) {
+        for b in self.backends.values() {
+            if b.transport.unverified_tls() {
+                warn_unverified(b);
+            }
+        }
+    }
+
     /// The live state of `record` at `addr`, with unknown health; `ca` holds the certificates
     /// of its `tls_ca_file`, already read.
     pub(super) fn live_backend(

@@ -80,6 +80,7 @@ impl Registry {
         let mut effects = self.republish_tags(&tags.iter().collect::<Vec<_>>());
         effects.backends_changed = true;
         if rebuild || current.is_none() {
+            super::live::warn_if_unverified(old.as_ref(), &b);
             let live = self.remote_live(&b, resolved);
             self.upstreams.insert(id.clone(), live);
             effects.probe.push(id.clone());

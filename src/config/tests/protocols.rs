@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn backend_protocols_default_to_http1_and_tls_keys_need_https() {
+fn backend_protocols_default_to_http1_and_tls_keys_are_kept_on_any_protocol() {
     let c = parse(MINIMAL).unwrap();
     let t = &c.seed.backends[0].transport;
     assert_eq!(t.protocol.as_str(), "http1");
@@ -18,9 +18,19 @@ fn backend_protocols_default_to_http1_and_tls_keys_need_https() {
     let c = parse(&format!("{grpc}\n")).unwrap();
     assert_eq!(c.seed.backends[0].transport.health_check.as_str(), "grpc");
 
-    let stray = MINIMAL.replace("tags = [\"a\"]", "tags = [\"a\"]\ntls_verify = false");
-    let errs = parse(&stray).unwrap_err();
-    assert!(errs[0].contains("only to protocol \"https\""), "{errs:?}");
+    // TLS keys on a plain backend are kept (used once it switches to https).
+    let kept = MINIMAL.replace(
+        "tags = [\"a\"]",
+        "tags = [\"a\"]\nprotocol = \"h2c\"\ntls_verify = false\n\
+         tls_server_name = \"API.Example.net\"",
+    );
+    let c = parse(&kept).unwrap();
+    let t = &c.seed.backends[0].transport;
+    assert!(!t.tls_verify);
+    assert_eq!(t.tls_server_name.as_deref(), Some("api.example.net"));
+    let grpc_h1 = MINIMAL.replace("tags = [\"a\"]", "tags = [\"a\"]\nhealth_check = \"grpc\"");
+    let errs = parse(&grpc_h1).unwrap_err();
+    assert!(errs[0].contains("needs HTTP/2"), "{errs:?}");
 
     let bad = MINIMAL.replace(
         "tags = [\"a\"]",

@@ -146,13 +146,8 @@ pub(super) fn perturbation() -> impl Strategy<Value = Perturbation> {
         (Backend("max_connections"), strs(vec!["many"]), none),
         (Backend("protocol"), strs(vec!["h3", "HTTP1"]), none),
         (
-            Backend("tls_verify"),
-            Just(Value::Boolean(false)).boxed(),
-            Some("tls_verify"),
-        ),
-        (
             Backend("tls_server_name"),
-            strs(vec!["x.test"]),
+            strs(vec!["*.x.test", "bad name", "x.test."]),
             Some("tls_server_name"),
         ),
         (

@@ -2,6 +2,7 @@
 //! validating first and recording what it replaced.
 
 use super::*;
+use crate::registry::live::warn_if_unverified;
 
 impl Registry {
     pub(super) fn add_backend(
@@ -25,7 +26,8 @@ impl Registry {
             tls_verify: new.tls_verify.unwrap_or(defaults.tls_verify),
             tls_ca_file: new.tls_ca_file,
             health_check: new.health_check.unwrap_or(defaults.health_check),
-        };
+        }
+        .normalized();
         transport.check().map_err(invalid)?;
         let ca = match &transport.tls_ca_file {
             Some(path) => Some(resolved.ca_file(path).map_err(invalid)?),
@@ -44,6 +46,7 @@ impl Registry {
             .map_err(invalid)?;
         let mut effects = self.republish_tags(&record.tags.iter().collect::<Vec<_>>());
         effects.probe.push(id.clone());
+        warn_if_unverified(None, &record);
         self.put_backend(record.clone(), Some(live));
         Ok((Reply::Backend(self.view(&record)), effects))
     }
@@ -76,6 +79,8 @@ impl Registry {
         if let Some(m) = patch.max_connections {
             record.max_connections = m;
         }
+        record.transport = record.transport.normalized();
+        keep_default_server_name(&old, &mut record);
         record.transport.check().map_err(invalid)?;
         let dropped: Vec<&Tag> = old.tags.iter().filter(|t| !record.has_tag(t)).collect();
         self.check_not_last(&old, &dropped)?;
@@ -106,6 +111,7 @@ impl Registry {
         if live.is_some() {
             effects.probe.push(record.id.clone());
         }
+        warn_if_unverified(Some(&old), &record);
         self.put_backend(record.clone(), live);
         Ok((Reply::Backend(self.view(&record)), effects))
     }
@@ -141,6 +147,18 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+/// A server name sent back as GET shows it by default (the host of the unchanged address)
+/// keeps the default, so that a GET then PUT of the same body changes nothing.
+fn keep_default_server_name(old: &BackendRecord, new: &mut BackendRecord) {
+    let shown = old.transport.tls_server_name.is_none()
+        && new.address == old.address
+        && new.transport.tls_server_name.as_deref()
+            == Some(old.transport.server_name(&old.address).as_str());
+    if shown {
+        new.transport.tls_server_name = None;
     }
 }
 

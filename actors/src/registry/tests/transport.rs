@@ -115,15 +115,53 @@ async fn tls_settings_are_checked_with_the_protocol() {
     assert!(matches!(err, RegistryError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("cannot be read"), "{err}");
 
-    let plain_with_ca = Command::AddBackend(NewBackend {
+    // TLS settings on a plain backend are kept, and used once it is https.
+    let ca = ca_file();
+    let plain_with_tls = Command::AddBackend(NewBackend {
         id: "p".into(),
         address: "127.0.0.1:80".into(),
         tags: vec!["a".into()],
-        tls_ca_file: Some("/ca.pem".into()),
+        protocol: Some(BackendProtocol::H2c),
+        tls_server_name: Some("Backend.Internal".into()),
+        tls_verify: Some(false),
+        tls_ca_file: Some(ca.path().to_str().unwrap().into()),
         ..NewBackend::default()
     });
-    let err = apply(&mut r, plain_with_ca).await.unwrap_err();
-    assert!(err.to_string().contains("only to protocol"), "{err}");
+    let shown = view(apply(&mut r, plain_with_tls).await.unwrap().0).backend;
+    assert_eq!(
+        shown.transport.tls_server_name.as_deref(),
+        Some("backend.internal")
+    );
+    assert!(!shown.transport.tls_verify);
+    let id = BackendId::parse("p").unwrap();
+    assert!(r.upstream(&id).unwrap().transport.tls.is_none());
+    let to_https = BackendPatch {
+        protocol: Some(BackendProtocol::Https),
+        ..BackendPatch::default()
+    };
+    apply(&mut r, Command::UpdateBackend("p".into(), to_https))
+        .await
+        .unwrap();
+    let upstream = r.upstream(&id).unwrap();
+    let tls = upstream.transport.tls.as_ref().unwrap();
+    assert_eq!(tls.server_name, "backend.internal");
+    assert!(!tls.verify && tls.ca.is_some());
+    let to_http1 = BackendPatch {
+        protocol: Some(BackendProtocol::Http1),
+        ..BackendPatch::default()
+    };
+    let shown = view(
+        apply(&mut r, Command::UpdateBackend("p".into(), to_http1))
+            .await
+            .unwrap()
+            .0,
+    )
+    .backend;
+    assert_eq!(shown.transport.protocol, BackendProtocol::Http1);
+    assert_eq!(
+        shown.transport.tls_server_name.as_deref(),
+        Some("backend.internal")
+    );
 
     let grpc_over_h1 = Command::AddBackend(NewBackend {
         id: "g".into(),
@@ -171,4 +209,34 @@ fn state_written_before_the_protocol_fields_loads_with_their_defaults() {
     assert_eq!(json["tls_server_name"], "127.0.0.1");
     assert_eq!(json["tls_ca_file"], serde_json::Value::Null);
     assert_eq!(json["health_check"], "http");
+}
+
+#[tokio::test]
+async fn the_default_server_name_sent_back_keeps_the_default() {
+    let mut r = Registry::default();
+    let plain = Command::AddBackend(NewBackend {
+        id: "w".into(),
+        address: "127.0.0.1:80".into(),
+        tags: vec!["a".into()],
+        ..NewBackend::default()
+    });
+    let shown = view(apply(&mut r, plain).await.unwrap().0).backend;
+    assert_eq!(
+        shown.transport.tls_server_name.as_deref(),
+        Some("127.0.0.1")
+    );
+    // PUT of what GET showed: the stored record does not change.
+    let same = BackendPatch {
+        address: Some(shown.address.clone()),
+        tls_server_name: Some(shown.transport.tls_server_name.clone()),
+        tls_verify: Some(shown.transport.tls_verify),
+        protocol: Some(shown.transport.protocol),
+        ..BackendPatch::default()
+    };
+    let before = r.state();
+    apply(&mut r, Command::UpdateBackend("w".into(), same))
+        .await
+        .unwrap();
+    assert_eq!(r.state().backends, before.backends);
+    assert_eq!(r.state().backends[0].transport.tls_server_name, None);
 }
