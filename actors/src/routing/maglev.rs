@@ -109,14 +109,17 @@ impl MaglevTable {
 /// as long as one of its routes lives.
 #[derive(Clone, Debug, Default)]
 pub struct HashTables {
-    built: HashMap<Box<[(Box<str>, u32)]>, Weak<MaglevTable>>,
+    built: HashMap<Members, Weak<MaglevTable>>,
 }
+
+/// A pool's members as its table was built from them: ids and weights, in pool order.
+type Members = Box<[(Box<str>, u32)]>;
 
 impl HashTables {
     /// The table of `members`: the one built before while any pool still holds it, else a new
     /// one (forgetting the tables no pool holds any more).
     pub fn table_for(&mut self, members: &[(&str, u32)]) -> Arc<MaglevTable> {
-        let key: Box<[(Box<str>, u32)]> = members.iter().map(|&(id, w)| (id.into(), w)).collect();
+        let key: Members = members.iter().map(|&(id, w)| (id.into(), w)).collect();
         if let Some(table) = self.built.get(&key).and_then(Weak::upgrade) {
             return table;
         }
