@@ -401,6 +401,19 @@ fn unverified_warning(log: &str, id: &str, address: &str) -> bool {
     })
 }
 
+/// Waits up to 5 s for the warning (the log is written by the proxy as it goes, not before the
+/// API answers).
+async fn logs_unverified_warning(p: &Proxy, id: &str, address: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if unverified_warning(&p.log(), id, address) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_fields_are_kept_on_any_protocol_and_a_get_put_round_trip_changes_nothing() {
     use reqwest::Method;
@@ -421,7 +434,7 @@ async fn tls_fields_are_kept_on_any_protocol_and_a_get_put_round_trip_changes_no
     // A backend loaded from the config with tls_verify = false is named in a warning.
     let addr_text = addr.to_string();
     assert!(
-        unverified_warning(&p.log(), "lax", &addr_text),
+        logs_unverified_warning(&p, "lax", &addr_text).await,
         "{}",
         p.log()
     );
@@ -485,7 +498,7 @@ async fn tls_fields_are_kept_on_any_protocol_and_a_get_put_round_trip_changes_no
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["tls_server_name"], "origin.test");
     assert!(
-        unverified_warning(&p.log(), "plain2", &addr_text),
+        logs_unverified_warning(&p, "plain2", &addr_text).await,
         "{}",
         p.log()
     );
