@@ -314,8 +314,11 @@ impl StateStore for EtcdStore {
 fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions, String> {
     let read =
         |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let mut options = etcd_client::TlsOptions::new()
-        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?));
+    let mut options = match &tls.ca_file {
+        Some(ca) => etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?)),
+        None => etcd_client::TlsOptions::new().with_native_roots(),
+    };
     if let Some((cert, key)) = &tls.client {
         options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
     }
