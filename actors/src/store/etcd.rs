@@ -36,6 +36,38 @@ pub struct EtcdStore {
     up: Arc<AtomicBool>,
 }
 
+/// Whether etcd refused the request's authentication token (expired, or lost when the members
+/// restarted): logging in again fixes it.
+pub(super) fn is_auth_error(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            let m = s.message();
+            m.contains("auth token")
+                || m.contains("auth store is old")
+                || m.contains("user name is empty")
+        }
+        _ => false,
+    }
+}
+
+/// Runs `op`; when etcd refused the authentication token, logs in again and runs it once more.
+pub(super) async fn with_login<T, F>(
+    client: &Client,
+    op: impl Fn(Client) -> F,
+) -> Result<T, etcd_client::Error>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    match op(client.clone()).await {
+        Err(e) if is_auth_error(&e) => {
+            tracing::info!(error = %e, "etcd refused the authentication token; logging in again");
+            client.refresh_token().await?;
+            op(client.clone()).await
+        }
+        other => other,
+    }
+}
+
 /// What the registry holds of each key: the revision it last applied or wrote, and whether
 /// the key exists at that revision.
 #[derive(Debug, Default)]
@@ -110,14 +142,14 @@ impl EtcdStore {
 
     /// Runs `op` on the store's runtime and waits at most [`OP_TIMEOUT`] for it, from any
     /// thread that may block (the registry calls the store on the blocking pool).
-    fn run<T, F>(&self, op: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    fn run<T, F>(&self, op: impl Fn(Client) -> F + Send + 'static) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        let result = self.run_for(OP_TIMEOUT, op);
+        let result = self.attempt(OP_TIMEOUT, op);
         self.up.store(result.is_ok(), Ordering::Relaxed);
-        result
+        result.map_err(|reason| self.unavailable(reason))
     }
 
     /// Like [`EtcdStore::run`] with a patience of its own (waiting for a lock), and without
@@ -125,23 +157,36 @@ impl EtcdStore {
     fn run_for<T, F>(
         &self,
         patience: Duration,
-        op: impl FnOnce(Client) -> F,
+        op: impl Fn(Client) -> F + Send + 'static,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        self.attempt(patience, op)
+            .map_err(|reason| self.unavailable(reason))
+    }
+
+    /// One operation (logging in again if etcd refused the token), waited for at most
+    /// `patience`.
+    fn attempt<T, F>(
+        &self,
+        patience: Duration,
+        op: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::channel();
-        let fut = op(self.client.clone());
+        let client = self.client.clone();
         self.runtime().spawn(async move {
-            let _ = tx.send(tokio::time::timeout(patience, fut).await);
+            let _ = tx.send(tokio::time::timeout(patience, with_login(&client, op)).await);
         });
         match rx.recv_timeout(patience + Duration::from_millis(500)) {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(self.unavailable(e)),
-            Ok(Err(_)) | Err(_) => {
-                Err(self.unavailable(format!("no answer within {} s", patience.as_secs())))
-            }
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(_)) | Err(_) => Err(format!("no answer within {} s", patience.as_secs())),
         }
     }
 
@@ -177,8 +222,9 @@ impl Drop for EtcdStore {
 impl StateStore for EtcdStore {
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         let prefix = self.keys.registry();
-        let resp = self.run(move |mut c| async move {
-            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        let resp = self.run(move |mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let mut held = Held {
@@ -229,7 +275,10 @@ impl StateStore for EtcdStore {
             return Ok(());
         }
         let txn = Txn::new().when(guards).and_then(ops);
-        let resp = self.run(move |mut c| async move { c.txn(txn).await })?;
+        let resp = self.run(move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if !resp.succeeded() {
             let what = touched
                 .iter()
@@ -248,12 +297,15 @@ impl StateStore for EtcdStore {
 
     fn discard(&self) -> Result<(), StoreError> {
         let prefix = self.keys.registry();
-        self.run(move |mut c| async move {
-            c.delete(
-                prefix,
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            )
-            .await
+        self.run(move |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.delete(
+                    prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+            }
         })?;
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Held::default();
         Ok(())
