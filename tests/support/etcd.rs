@@ -140,6 +140,17 @@ impl EtcdCluster {
         }
     }
 
+    /// Freezes member `i` (SIGSTOP): its ports still accept connections, nothing answers.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(c) = &self.members[i].child {
+            let status = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// Starts member `i` again on its data directory.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);

@@ -33,7 +33,52 @@ pub struct EtcdStore {
     /// calls the store.
     rt: Option<tokio::runtime::Runtime>,
     held: Arc<Mutex<Held>>,
-    up: Arc<AtomicBool>,
+    reach: Arc<Reach>,
+}
+
+/// Whether etcd answers, and why not when it does not. While it is down and the periodic
+/// check is probing it, operations fail at once with the last error instead of each waiting
+/// for its own timeout; the check brings `up` back.
+#[derive(Debug)]
+pub(super) struct Reach {
+    up: AtomicBool,
+    probing: AtomicBool,
+    last_error: Mutex<String>,
+}
+
+impl Reach {
+    fn new() -> Self {
+        Self {
+            up: AtomicBool::new(true),
+            probing: AtomicBool::new(false),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+
+    pub(super) fn record(&self, result: Result<(), &str>) {
+        if let Err(reason) = result {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+        }
+        self.up.store(result.is_ok(), Ordering::Relaxed);
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn probing(&self) {
+        self.probing.store(true, Ordering::Relaxed);
+    }
+
+    /// The last error, when etcd is known to be down and the check keeps probing it.
+    fn down_reason(&self) -> Option<String> {
+        (!self.is_up() && self.probing.load(Ordering::Relaxed)).then(|| {
+            self.last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
 }
 
 /// Whether etcd refused the request's authentication token (expired, or lost when the members
@@ -129,7 +174,7 @@ impl EtcdStore {
             describe,
             rt: Some(rt),
             held: Arc::default(),
-            up: Arc::new(AtomicBool::new(true)),
+            reach: Arc::new(Reach::new()),
         })
     }
 
@@ -147,8 +192,12 @@ impl EtcdStore {
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        if let Some(reason) = self.reach.down_reason() {
+            return Err(self.unavailable(reason));
+        }
         let result = self.attempt(OP_TIMEOUT, op);
-        self.up.store(result.is_ok(), Ordering::Relaxed);
+        self.reach
+            .record(result.as_ref().map(|_| ()).map_err(String::as_str));
         result.map_err(|reason| self.unavailable(reason))
     }
 
@@ -163,6 +212,9 @@ impl EtcdStore {
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        if let Some(reason) = self.reach.down_reason() {
+            return Err(self.unavailable(reason));
+        }
         self.attempt(patience, op)
             .map_err(|reason| self.unavailable(reason))
     }
@@ -318,7 +370,7 @@ impl StateStore for EtcdStore {
     fn status(&self) -> StoreStatus {
         StoreStatus {
             backend: "etcd",
-            up: self.up.load(Ordering::Relaxed),
+            up: self.reach.is_up(),
         }
     }
 
@@ -341,7 +393,7 @@ impl StateStore for EtcdStore {
             client: self.client.clone(),
             keys: self.keys.clone(),
             held: Arc::clone(&self.held),
-            up: Arc::clone(&self.up),
+            reach: Arc::clone(&self.reach),
             sink,
         };
         self.runtime().spawn(watcher.run(from));
