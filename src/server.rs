@@ -44,6 +44,9 @@ pub struct RunOptions {
 
 /// Runs the daemon until a signal ends it. Returns only on start-up errors.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Vec<String>> {
+    if !cfg.refused_at_start.is_empty() {
+        return Err(cfg.refused_at_start.clone());
+    }
     let (store, acme_share) = open_store(&cfg)?;
     let mut notes = Vec::new();
     // During an upgrade the old instance still owns the state; load it once it hands over.

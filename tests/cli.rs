@@ -10,6 +10,7 @@ fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .current_dir(dir)
         .env_remove("PINGORA_VHOST_ADMIN_TOKEN")
+        .env_remove("PINGORA_VHOST_ETCD_PASSWORD")
         .output()
         .unwrap();
     (
@@ -60,6 +61,50 @@ fn check_accepts_tls_settings_on_an_h2c_backend() {
     let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
     assert_eq!(code, 1);
     assert!(err.contains("needs HTTP/2"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_interface_etcd_example_and_run_names_the_missing_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[proxy]
+listen_addr_http = "127.0.0.1:1"
+management_api_addr = "127.0.0.1:2"
+
+[state]
+backend = "etcd"                          # "file" (default, [state] path) | "etcd"
+
+[state.etcd]
+endpoints = ["http://127.0.0.1:2379"]     # one or more members of one cluster
+prefix = "/pingora-vhost/"                # every key of this deployment under it
+username = "vhost"                        # optional; env PINGORA_VHOST_ETCD_PASSWORD gives the password
+ca_file = "/etc/pingora-vhost/etcd-ca.pem"  # optional TLS to etcd (with cert_file, key_file)
+
+[[virtual_hosts]]
+domain = "app.test"
+enabled_backends_tag = "a"
+
+[[backends]]
+id = "a1"
+address = "127.0.0.1:3001"
+tags = ["a"]
+"#;
+    std::fs::write(dir.path().join("c.toml"), text).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+    assert!(err.contains("PINGORA_VHOST_ETCD_PASSWORD"), "{err}");
+
+    // `run` refuses before reaching etcd, in one line naming the variable.
+    let (code, _, err) = run_in(dir.path(), &["run", "--config", "c.toml"]);
+    assert_ne!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("state.etcd.username")
+            && lines[0].contains("PINGORA_VHOST_ETCD_PASSWORD"),
+        "{err}"
+    );
 }
 
 #[test]

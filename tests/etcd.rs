@@ -515,3 +515,162 @@ async fn the_token_mirror_catches_up_after_its_member_comes_back() {
     );
     assert_eq!(answer("kept").await, (200, "kept.key".to_string()));
 }
+
+/// Starts one instance on `cluster` under `prefix` logging in as `user` with `password`.
+async fn instance_as(
+    cluster: &EtcdCluster,
+    prefix: &str,
+    user: &str,
+    password: &str,
+    seed: &str,
+) -> Proxy {
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let state = format!(
+        "backend = \"etcd\"\n\n[state.etcd]\nendpoints = {}\nprefix = \"{prefix}\"\nusername = \"{user}\"\n",
+        cluster.endpoints_toml()
+    );
+    Proxy::start_config_env(
+        http,
+        &[("PINGORA_VHOST_ETCD_PASSWORD", password)],
+        &|admin| config_text_state(http, admin, "", &state, "", seed),
+    )
+    .await
+}
+
+/// Switches through `p` until it answers 200 (for at most `patience`).
+async fn switch_until_ok(p: &Proxy, tag: &str, patience: Duration) {
+    let start = Instant::now();
+    loop {
+        let (st, body) = switch(p, tag).await;
+        if st == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < patience,
+            "switch to {tag}: {st} {body}\n{}",
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_user_the_instances_log_in_again_when_the_token_expires_or_etcd_restarts() {
+    let Some(bin) = etcd_bin() else { return };
+    let mut cluster = EtcdCluster::start_with(bin, 3, &["--auth-token-ttl", "2"]).await;
+    cluster.enable_auth("vhost", "vhost-pw", "/auth/").await;
+    let (a, b) = (Origin::start("a1").await, Origin::start("b1").await);
+    let seed = format!(
+        "{}{}{}",
+        backend_toml("a1", a.addr, &["a"]),
+        backend_toml("b1", b.addr, &["b"]),
+        vhost_toml(HOST, "a"),
+    );
+    let p = instance_as(&cluster, "/auth/", "vhost", "vhost-pw", &seed).await;
+    let q = instance_as(&cluster, "/auth/", "vhost", "vhost-pw", &seed).await;
+    assert_eq!(p.backend_for(HOST).await, "a1");
+
+    // Longer than the token's TTL: a write still succeeds at once, and reaches the other.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (st, body) = switch(&p, "b").await;
+    assert_eq!(st, 200, "{body}\n{}", p.log());
+    until_served_by(&p, "b1", Duration::from_secs(5)).await;
+    until_served_by(&q, "b1", Duration::from_secs(5)).await;
+
+    // Every member restarts (their tokens are gone): writes succeed again without a restart
+    // of the instances, and the watches carry them to the other instance.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_healthy(Duration::from_secs(30)).await;
+    switch_until_ok(&q, "a", Duration::from_secs(15)).await;
+    until_served_by(&q, "a1", Duration::from_secs(5)).await;
+    until_served_by(&p, "a1", Duration::from_secs(10)).await;
+    let (_, h) = call(Method::GET, &p.api("/health"), None).await;
+    assert_eq!(h["store"]["up"], json!(true), "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_etcd_is_down_parallel_writes_and_health_answer_promptly() {
+    let Some(bin) = etcd_bin() else { return };
+    let mut cluster = EtcdCluster::start(bin, 3).await;
+    let (a, b) = (Origin::start("a1").await, Origin::start("b1").await);
+    let seed = format!(
+        "{}{}{}",
+        backend_toml("a1", a.addr, &["a"]),
+        backend_toml("b1", b.addr, &["b"]),
+        vhost_toml(HOST, "a"),
+    );
+    let p = instance(&cluster, "/down/", &seed).await;
+    assert_eq!(p.backend_for(HOST).await, "a1");
+
+    for scenario in ["quorum lost", "every member gone", "every member frozen"] {
+        match scenario {
+            "quorum lost" => {
+                cluster.kill(1);
+                cluster.kill(2);
+            }
+            "every member gone" => (0..3).for_each(|i| cluster.kill(i)),
+            _ => (0..3).for_each(|i| cluster.pause(i)),
+        }
+        let start = Instant::now();
+        loop {
+            let (_, h) = call(Method::GET, &p.api("/health"), None).await;
+            if h["store"]["up"] == json!(false) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{scenario}: {h}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Five writes at once and a health check: each answers within 5 s of being sent.
+        let writes: Vec<_> = (0..5)
+            .map(|i| {
+                let api = p.api(&format!("/domains/{HOST}/switch"));
+                tokio::spawn(async move {
+                    let sent = Instant::now();
+                    let tag = if i % 2 == 0 { "b" } else { "a" };
+                    let (st, body) =
+                        call(Method::POST, &api, Some(json!({ "new_tag": tag }))).await;
+                    (st, body, sent.elapsed())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let sent = Instant::now();
+        let (_, h) = call(Method::GET, &p.api("/health"), None).await;
+        let health_took = sent.elapsed();
+        assert!(
+            health_took < Duration::from_secs(5),
+            "{scenario}: health took {health_took:?}"
+        );
+        assert_eq!(h["store"]["up"], json!(false), "{scenario}: {h}");
+        for w in writes {
+            let (st, body, took) = w.await.unwrap();
+            println!("{scenario}: parallel write: {st} after {took:?}: {body}");
+            assert_eq!(st, 503, "{scenario}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().contains("unavailable"),
+                "{body}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "{scenario}: write took {took:?}"
+            );
+        }
+        assert_eq!(p.backend_for(HOST).await, "a1");
+
+        // etcd back: writes succeed again without a restart.
+        for i in 0..3 {
+            cluster.restart(i);
+        }
+        cluster.wait_healthy(Duration::from_secs(30)).await;
+        switch_until_ok(&p, "b", Duration::from_secs(15)).await;
+        until_served_by(&p, "b1", Duration::from_secs(5)).await;
+        switch_until_ok(&p, "a", Duration::from_secs(5)).await;
+        until_served_by(&p, "a1", Duration::from_secs(5)).await;
+    }
+}

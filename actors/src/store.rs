@@ -191,8 +191,8 @@ pub struct EtcdSettings {
 /// TLS files for etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdTls {
-    /// CA that signed the members' certificates.
-    pub ca_file: PathBuf,
+    /// CA that signed the members' certificates; `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
     /// Client certificate and key, when the cluster asks for one.
     pub client: Option<(PathBuf, PathBuf)>,
 }

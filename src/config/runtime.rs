@@ -52,6 +52,9 @@ pub struct Config {
     pub seed: PersistedState,
     /// Settings accepted but without effect here (e.g. ACME without an HTTPS listener), one line each.
     pub warnings: Vec<String>,
+    /// Problems of the environment rather than the file (e.g. `[state.etcd] username` without
+    /// its password variable): `check` warns of them, `run` refuses to start on them.
+    pub refused_at_start: Vec<String>,
 }
 
 /// A `[[certificates]]` entry.

@@ -32,7 +32,14 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
     let mut errs = Problems::default();
     let mut warnings = Vec::new();
     let proxy = proxy(&f.proxy, env, &mut errs);
-    let etcd = state::state(&f.state, env, &mut errs, &mut warnings);
+    let mut refused_at_start = Vec::new();
+    let etcd = state::state(
+        &f.state,
+        env,
+        &mut errs,
+        &mut warnings,
+        &mut refused_at_start,
+    );
     let acme = f
         .lets_encrypt
         .as_ref()
@@ -80,6 +87,7 @@ pub(super) fn validate(f: ConfigFile, env: &Env) -> Result<Config, Vec<Problem>>
             history: Default::default(),
         },
         warnings,
+        refused_at_start,
     })
 }
 

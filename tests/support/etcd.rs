@@ -39,11 +39,18 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     token: String,
+    /// Extra flags of every member.
+    flags: Vec<String>,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub async fn start(bin: PathBuf, n: usize) -> EtcdCluster {
+        Self::start_with(bin, n, &[]).await
+    }
+
+    /// Like [`EtcdCluster::start`], with extra flags for every member.
+    pub async fn start_with(bin: PathBuf, n: usize, flags: &[&str]) -> EtcdCluster {
         let members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -57,6 +64,7 @@ impl EtcdCluster {
             dir: tempfile::tempdir().unwrap(),
             members,
             token: format!("t{}", std::process::id()),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         for i in 0..n {
             c.start_member(i);
@@ -116,6 +124,7 @@ impl EtcdCluster {
             .arg("--initial-cluster-state")
             .arg("new")
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.flags)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -128,6 +137,17 @@ impl EtcdCluster {
         if let Some(mut c) = self.members[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Freezes member `i` (SIGSTOP): its ports still accept connections, nothing answers.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(c) = &self.members[i].child {
+            let status = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
         }
     }
 
@@ -199,6 +219,55 @@ impl EtcdCluster {
                 ),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Turns authentication on: a `root` user (password `root`), and `user` with `password`
+    /// allowed to read and write every key under `prefix`.
+    pub async fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().unwrap() += 1;
+        let end = String::from_utf8(end).unwrap();
+        let steps = [
+            (
+                "user/add",
+                serde_json::json!({"name": "root", "password": "root"}),
+            ),
+            ("role/add", serde_json::json!({"name": "root"})),
+            (
+                "user/grant",
+                serde_json::json!({"user": "root", "role": "root"}),
+            ),
+            ("role/add", serde_json::json!({"name": user})),
+            (
+                "role/grant",
+                serde_json::json!({"name": user, "perm": {
+                    "permType": "READWRITE", "key": b64(prefix), "range_end": b64(&end)}}),
+            ),
+            (
+                "user/add",
+                serde_json::json!({"name": user, "password": password}),
+            ),
+            (
+                "user/grant",
+                serde_json::json!({"user": user, "role": user}),
+            ),
+            ("enable", serde_json::json!({})),
+        ];
+        for (op, body) in steps {
+            let url = format!("http://127.0.0.1:{}/v3/auth/{op}", self.members[0].client);
+            let r = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            // The root role may exist from the start.
+            let exists = op == "role/add" && text.contains("already exists");
+            assert!(status.is_success() || exists, "auth {op}: {status} {text}");
         }
     }
 

@@ -110,6 +110,8 @@ pub struct Proxy {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     child: Option<Child>,
+    /// Extra environment variables of the child.
+    env: Vec<(String, String)>,
 }
 
 /// Config text with the given ports and extra TOML (virtual hosts, backends, sections).
@@ -218,10 +220,27 @@ impl Proxy {
         Self::launch(Some(listen), &|_, admin| config(admin)).await
     }
 
+    /// Like [`Proxy::start_config`], with extra environment variables for the child.
+    pub async fn start_config_env(
+        listen: SocketAddr,
+        env: &[(&str, &str)],
+        config: &dyn Fn(SocketAddr) -> String,
+    ) -> Proxy {
+        Self::launch_env(Some(listen), env, &|_, admin| config(admin)).await
+    }
+
     /// Starts the proxy on fresh ports (or the given HTTP address). Tests run in parallel, so a
     /// port found free can be taken before the child binds it: then it starts again on others.
     async fn launch(
         http: Option<SocketAddr>,
+        config: &dyn Fn(SocketAddr, SocketAddr) -> String,
+    ) -> Proxy {
+        Self::launch_env(http, &[], config).await
+    }
+
+    async fn launch_env(
+        http: Option<SocketAddr>,
+        env: &[(&str, &str)],
         config: &dyn Fn(SocketAddr, SocketAddr) -> String,
     ) -> Proxy {
         for attempt in 1.. {
@@ -237,6 +256,10 @@ impl Proxy {
                 admin,
                 config_path,
                 child: None,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
             match p.try_spawn(&[]).await {
                 Ok(()) => return p,
@@ -276,6 +299,7 @@ impl Proxy {
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove("PINGORA_VHOST_ADMIN_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         cmd

@@ -33,7 +33,84 @@ pub struct EtcdStore {
     /// calls the store.
     rt: Option<tokio::runtime::Runtime>,
     held: Arc<Mutex<Held>>,
-    up: Arc<AtomicBool>,
+    reach: Arc<Reach>,
+}
+
+/// Whether etcd answers, and why not when it does not. While it is down and the periodic
+/// check is probing it, operations fail at once with the last error instead of each waiting
+/// for its own timeout; the check brings `up` back.
+#[derive(Debug)]
+pub(super) struct Reach {
+    up: AtomicBool,
+    probing: AtomicBool,
+    last_error: Mutex<String>,
+}
+
+impl Reach {
+    fn new() -> Self {
+        Self {
+            up: AtomicBool::new(true),
+            probing: AtomicBool::new(false),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+
+    pub(super) fn record(&self, result: Result<(), &str>) {
+        if let Err(reason) = result {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+        }
+        self.up.store(result.is_ok(), Ordering::Relaxed);
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn probing(&self) {
+        self.probing.store(true, Ordering::Relaxed);
+    }
+
+    /// The last error, when etcd is known to be down and the check keeps probing it.
+    fn down_reason(&self) -> Option<String> {
+        (!self.is_up() && self.probing.load(Ordering::Relaxed)).then(|| {
+            self.last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+}
+
+/// Whether etcd refused the request's authentication token (expired, or lost when the members
+/// restarted): logging in again fixes it.
+pub(super) fn is_auth_error(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            let m = s.message();
+            m.contains("auth token")
+                || m.contains("auth store is old")
+                || m.contains("user name is empty")
+        }
+        _ => false,
+    }
+}
+
+/// Runs `op`; when etcd refused the authentication token, logs in again and runs it once more.
+pub(super) async fn with_login<T, F>(
+    client: &Client,
+    op: impl Fn(Client) -> F,
+) -> Result<T, etcd_client::Error>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    match op(client.clone()).await {
+        Err(e) if is_auth_error(&e) => {
+            tracing::info!(error = %e, "etcd refused the authentication token; logging in again");
+            client.refresh_token().await?;
+            op(client.clone()).await
+        }
+        other => other,
+    }
 }
 
 /// What the registry holds of each key: the revision it last applied or wrote, and whether
@@ -97,7 +174,7 @@ impl EtcdStore {
             describe,
             rt: Some(rt),
             held: Arc::default(),
-            up: Arc::new(AtomicBool::new(true)),
+            reach: Arc::new(Reach::new()),
         })
     }
 
@@ -110,14 +187,18 @@ impl EtcdStore {
 
     /// Runs `op` on the store's runtime and waits at most [`OP_TIMEOUT`] for it, from any
     /// thread that may block (the registry calls the store on the blocking pool).
-    fn run<T, F>(&self, op: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    fn run<T, F>(&self, op: impl Fn(Client) -> F + Send + 'static) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        let result = self.run_for(OP_TIMEOUT, op);
-        self.up.store(result.is_ok(), Ordering::Relaxed);
-        result
+        if let Some(reason) = self.reach.down_reason() {
+            return Err(self.unavailable(reason));
+        }
+        let result = self.attempt(OP_TIMEOUT, op);
+        self.reach
+            .record(result.as_ref().map(|_| ()).map_err(String::as_str));
+        result.map_err(|reason| self.unavailable(reason))
     }
 
     /// Like [`EtcdStore::run`] with a patience of its own (waiting for a lock), and without
@@ -125,23 +206,39 @@ impl EtcdStore {
     fn run_for<T, F>(
         &self,
         patience: Duration,
-        op: impl FnOnce(Client) -> F,
+        op: impl Fn(Client) -> F + Send + 'static,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        if let Some(reason) = self.reach.down_reason() {
+            return Err(self.unavailable(reason));
+        }
+        self.attempt(patience, op)
+            .map_err(|reason| self.unavailable(reason))
+    }
+
+    /// One operation (logging in again if etcd refused the token), waited for at most
+    /// `patience`.
+    fn attempt<T, F>(
+        &self,
+        patience: Duration,
+        op: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::channel();
-        let fut = op(self.client.clone());
+        let client = self.client.clone();
         self.runtime().spawn(async move {
-            let _ = tx.send(tokio::time::timeout(patience, fut).await);
+            let _ = tx.send(tokio::time::timeout(patience, with_login(&client, op)).await);
         });
         match rx.recv_timeout(patience + Duration::from_millis(500)) {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(self.unavailable(e)),
-            Ok(Err(_)) | Err(_) => {
-                Err(self.unavailable(format!("no answer within {} s", patience.as_secs())))
-            }
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(_)) | Err(_) => Err(format!("no answer within {} s", patience.as_secs())),
         }
     }
 
@@ -177,8 +274,9 @@ impl Drop for EtcdStore {
 impl StateStore for EtcdStore {
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         let prefix = self.keys.registry();
-        let resp = self.run(move |mut c| async move {
-            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        let resp = self.run(move |mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let mut held = Held {
@@ -229,7 +327,10 @@ impl StateStore for EtcdStore {
             return Ok(());
         }
         let txn = Txn::new().when(guards).and_then(ops);
-        let resp = self.run(move |mut c| async move { c.txn(txn).await })?;
+        let resp = self.run(move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if !resp.succeeded() {
             let what = touched
                 .iter()
@@ -248,12 +349,15 @@ impl StateStore for EtcdStore {
 
     fn discard(&self) -> Result<(), StoreError> {
         let prefix = self.keys.registry();
-        self.run(move |mut c| async move {
-            c.delete(
-                prefix,
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            )
-            .await
+        self.run(move |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.delete(
+                    prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+            }
         })?;
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Held::default();
         Ok(())
@@ -266,7 +370,7 @@ impl StateStore for EtcdStore {
     fn status(&self) -> StoreStatus {
         StoreStatus {
             backend: "etcd",
-            up: self.up.load(Ordering::Relaxed),
+            up: self.reach.is_up(),
         }
     }
 
@@ -289,7 +393,7 @@ impl StateStore for EtcdStore {
             client: self.client.clone(),
             keys: self.keys.clone(),
             held: Arc::clone(&self.held),
-            up: Arc::clone(&self.up),
+            reach: Arc::clone(&self.reach),
             sink,
         };
         self.runtime().spawn(watcher.run(from));
@@ -314,8 +418,11 @@ impl StateStore for EtcdStore {
 fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions, String> {
     let read =
         |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let mut options = etcd_client::TlsOptions::new()
-        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?));
+    let mut options = match &tls.ca_file {
+        Some(ca) => etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?)),
+        None => etcd_client::TlsOptions::new().with_native_roots(),
+    };
     if let Some((cert, key)) = &tls.client {
         options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
     }

@@ -27,20 +27,86 @@ fn etcd_settings_are_read_with_the_password_from_the_environment() {
 #[test]
 fn every_etcd_problem_is_listed() {
     let errs = parse(&with_state(
-        "[state]\nbackend = \"etcd\"\n\n[state.etcd]\nendpoints = [\"127.0.0.1:2379\", \"https://x:2379\"]\nprefix = \"\"\nusername = \"vhost\"\ncert_file = \"/c.pem\"\n",
+        "[state]\nbackend = \"etcd\"\n\n[state.etcd]\nendpoints = [\"ftp://x:2379\", \"http://y:2379\", \"https://x:2379\"]\nprefix = \"\"\nusername = \"\"\ncert_file = \"/nonexistent/c.pem\"\nca_file = \"/nonexistent/ca.pem\"\n",
     ))
     .unwrap_err();
     let all = errs.join("\n");
     for expected in [
-        "state.etcd.endpoints[0]: '127.0.0.1:2379' is not an http:// or https:// URL",
+        "state.etcd.endpoints[0]: 'ftp://x:2379' is not an http:// or https:// URL",
         "state.etcd.endpoints: mixes http:// and https:// members",
         "state.etcd.prefix: must not be empty",
-        "state.etcd.ca_file: is needed with cert_file and key_file",
-        "state.etcd.username: needs the password in the environment variable PINGORA_VHOST_ETCD_PASSWORD",
+        "state.etcd.key_file: is needed with cert_file",
+        "state.etcd.ca_file: cannot read '/nonexistent/ca.pem'",
+        "state.etcd.username: must not be empty",
     ] {
         assert!(all.contains(expected), "missing '{expected}' in:\n{all}");
     }
-    assert_eq!(errs.len(), 5, "{all}");
+    assert_eq!(errs.len(), 6, "{all}");
+}
+
+/// The `[state]` block of the interface's own example, word for word.
+const CONTRACT_EXAMPLE: &str = r#"
+[state]
+backend = "etcd"                          # "file" (default, [state] path) | "etcd"
+
+[state.etcd]
+endpoints = ["http://127.0.0.1:2379"]     # one or more members of one cluster
+prefix = "/pingora-vhost/"                # every key of this deployment under it
+username = "vhost"                        # optional; env PINGORA_VHOST_ETCD_PASSWORD gives the password
+ca_file = "/etc/pingora-vhost/etcd-ca.pem"  # optional TLS to etcd (with cert_file, key_file)
+"#;
+
+#[test]
+fn the_interface_example_passes_check() {
+    // Without the password in the environment: the file is valid, `run` refuses to start.
+    let c = parse(&with_state(CONTRACT_EXAMPLE)).unwrap();
+    let etcd = c.etcd.expect("etcd settings");
+    assert_eq!(etcd.endpoints, ["http://127.0.0.1:2379"]);
+    assert_eq!(etcd.user, None);
+    assert!(
+        etcd.tls.is_none(),
+        "the TLS files apply to https:// members"
+    );
+    let notes = c.warnings.join("\n");
+    assert!(notes.contains("ca_file unused"), "{notes}");
+    assert!(notes.contains(ETCD_PASSWORD_VAR), "{notes}");
+    assert_eq!(c.refused_at_start.len(), 1, "{:?}", c.refused_at_start);
+    assert!(
+        c.refused_at_start[0].contains("state.etcd.username")
+            && c.refused_at_start[0].contains(ETCD_PASSWORD_VAR),
+        "{:?}",
+        c.refused_at_start
+    );
+
+    // With it, the user is set and nothing is refused.
+    let env = Env::from_source(|name| (name == ETCD_PASSWORD_VAR).then(|| "pw".to_string()));
+    let c = check(&with_state(CONTRACT_EXAMPLE), &env).unwrap();
+    assert_eq!(c.etcd.unwrap().user, Some(("vhost".into(), "pw".into())));
+    assert!(c.refused_at_start.is_empty());
+}
+
+#[test]
+fn https_members_without_a_ca_file_use_the_system_roots() {
+    let c = parse(&with_state(
+        "[state]\nbackend = \"etcd\"\n\n[state.etcd]\nendpoints = [\"https://etcd.example.net:2379\"]\n",
+    ))
+    .unwrap();
+    let tls = c.etcd.unwrap().tls.expect("TLS to https:// members");
+    assert_eq!(tls.ca_file, None);
+    assert_eq!(tls.client, None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn bare_host_port_endpoints_are_plain_http() {
+    let c = parse(&with_state(
+        "[state]\nbackend = \"etcd\"\n\n[state.etcd]\nendpoints = [\"127.0.0.1:2379\", \"etcd-2.internal:2379\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.etcd.unwrap().endpoints,
+        ["http://127.0.0.1:2379", "http://etcd-2.internal:2379"]
+    );
 }
 
 #[test]

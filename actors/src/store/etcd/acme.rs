@@ -26,23 +26,32 @@ impl AcmeShare for EtcdStore {
     fn load(&self, item: SharedItem<'_>) -> Result<Option<Vec<u8>>, String> {
         let key = self.acme_key(item);
         let resp = self
-            .run(move |mut c| async move { c.get(key, None).await })
+            .run(move |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
             .map_err(|e| e.to_string())?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
     fn save(&self, item: SharedItem<'_>, bytes: &[u8]) -> Result<(), String> {
         let (key, value) = (self.acme_key(item), bytes.to_vec());
-        self.run(move |mut c| async move { c.put(key, value, None).await })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.run(move |mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, None).await }
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     fn remove(&self, item: SharedItem<'_>) -> Result<(), String> {
         let key = self.acme_key(item);
-        self.run(move |mut c| async move { c.delete(key, None).await })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.run(move |mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     fn lock(&self, name: &str, patience: Duration) -> Result<Box<dyn Send>, String> {
@@ -53,9 +62,12 @@ impl AcmeShare for EtcdStore {
         // The lease lives while this instance holds the lock.
         let keeper = self.runtime().spawn(keep_alive(self.client.clone(), lease));
         let key = self.keys.acme(&format!("locks/{name}"));
-        let locked = self.run_for(patience, move |mut c| async move {
-            c.lock(key, Some(LockOptions::new().with_lease(lease)))
-                .await
+        let locked = self.run_for(patience, move |mut c| {
+            let key = key.clone();
+            async move {
+                c.lock(key, Some(LockOptions::new().with_lease(lease)))
+                    .await
+            }
         });
         let guard = LockGuard {
             client: self.client.clone(),

@@ -3,11 +3,10 @@
 //! reloads the whole prefix. A linearizable read every second says whether etcd is up.
 
 use super::keys::Keys;
-use super::{Held, OP_TIMEOUT};
+use super::{is_auth_error, with_login, Held, Reach, OP_TIMEOUT};
 use crate::store::{Record, RemoteChanges, RemoteSink};
 use etcd_client::{Client, Event, EventType, GetOptions, WatchOptions};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ pub(super) struct Watcher {
     pub(super) client: Client,
     pub(super) keys: Keys,
     pub(super) held: Arc<Mutex<Held>>,
-    pub(super) up: Arc<AtomicBool>,
+    pub(super) reach: Arc<Reach>,
     pub(super) sink: RemoteSink,
 }
 
@@ -35,7 +34,7 @@ impl Watcher {
         tokio::spawn(check_up(
             self.client.clone(),
             self.keys.registry(),
-            Arc::clone(&self.up),
+            Arc::clone(&self.reach),
         ));
         let mut reported = false;
         loop {
@@ -85,10 +84,13 @@ impl Watcher {
     /// Reads the whole prefix and sends it, with deletions for the keys the registry holds
     /// that are gone; returns the revision to watch from.
     async fn reload(&self) -> Result<i64, etcd_client::Error> {
-        let mut client = self.client.clone();
+        let prefix = self.keys.registry();
         let resp = tokio::time::timeout(
             OP_TIMEOUT,
-            client.get(self.keys.registry(), Some(GetOptions::new().with_prefix())),
+            with_login(&self.client, |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            }),
         )
         .await
         .map_err(|_| etcd_client::Error::WatchError("no answer".into()))??;
@@ -141,7 +143,15 @@ pub(super) async fn follow(
 ) -> Result<Ended, etcd_client::Error> {
     let mut client = client.clone();
     let options = WatchOptions::new().with_prefix().with_start_revision(from);
-    let mut stream = client.watch(prefix, Some(options)).await?;
+    let mut stream = match client.watch(prefix, Some(options)).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            if is_auth_error(&e) {
+                let _ = tokio::time::timeout(OP_TIMEOUT, client.refresh_token()).await;
+            }
+            return Err(e);
+        }
+    };
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,
@@ -151,6 +161,10 @@ pub(super) async fn follow(
             return Ok(Ended::Compacted);
         }
         if resp.canceled() {
+            // etcd checks the token when a watch is created and cancels it when the token is
+            // no longer valid (expired, or the members restarted): log in again first.
+            tracing::debug!(reason = resp.cancel_reason(), "etcd canceled the watch");
+            let _ = tokio::time::timeout(OP_TIMEOUT, client.refresh_token()).await;
             return Ok(Ended::Broken(from));
         }
         for kv in resp.events().iter().filter_map(Event::kv) {
@@ -160,24 +174,33 @@ pub(super) async fn follow(
     }
 }
 
-/// Sets `up` from a linearizable read (which needs a leader and quorum) every second.
-async fn check_up(mut client: Client, key: String, up: Arc<AtomicBool>) {
+/// Sets `up` from a linearizable read (which needs a leader and quorum) every second, logging
+/// in again when etcd refused the token. While `up` is false, writes fail at once with the
+/// error seen here.
+async fn check_up(client: Client, key: String, reach: Arc<Reach>) {
+    reach.probing();
     let mut was = true;
     loop {
-        let ok = matches!(
-            tokio::time::timeout(
-                OP_TIMEOUT,
-                client.get(key.clone(), Some(GetOptions::new().with_count_only()))
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        up.store(ok, Ordering::Relaxed);
+        let probe = tokio::time::timeout(
+            OP_TIMEOUT,
+            with_login(&client, |mut c| {
+                let key = key.clone();
+                async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
+            }),
+        )
+        .await;
+        let result = match probe {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
+        };
+        reach.record(result.as_ref().map(|_| ()).map_err(String::as_str));
+        let ok = result.is_ok();
         if ok != was {
             if ok {
                 tracing::info!("etcd is reachable again");
             } else {
-                tracing::warn!("etcd is unreachable or has no quorum: serving the last registry; API changes answer 503");
+                tracing::warn!(error = %result.unwrap_err(), "etcd is unreachable or has no quorum: serving the last registry; API changes answer 503");
             }
             was = ok;
         }
