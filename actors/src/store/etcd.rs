@@ -132,6 +132,23 @@ impl Held {
     }
 }
 
+/// What an etcd error says to an operator: the server's or the transport's message (`etcdserver:
+/// no leader`, `tcp connect error`), without the transport's debug dump.
+pub(super) fn reason(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            format!("{} ({:?})", status.message(), status.code())
+        }
+        other => {
+            let text = other.to_string();
+            match text.find(", source:") {
+                Some(end) => text[..end].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
 impl EtcdStore {
     /// A client for `settings` (etcd is reached lazily: the first load says whether it is up).
     pub fn connect(settings: &EtcdSettings) -> Result<Self, StoreError> {
@@ -167,7 +184,7 @@ impl EtcdStore {
                 tokio::time::timeout(OP_TIMEOUT, Client::connect(endpoints, Some(options))).await
             })
             .map_err(|_| unavailable("no answer".into()))?
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(reason(&e)))?;
         Ok(Self {
             keys: Keys::new(&settings.prefix),
             client,
@@ -237,7 +254,7 @@ impl EtcdStore {
         });
         match rx.recv_timeout(patience + Duration::from_millis(500)) {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Ok(Err(e))) => Err(reason(&e)),
             Ok(Err(_)) | Err(_) => Err(format!("no answer within {} s", patience.as_secs())),
         }
     }

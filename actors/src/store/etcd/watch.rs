@@ -191,7 +191,7 @@ async fn check_up(client: Client, key: String, reach: Arc<Reach>) {
         .await;
         let result = match probe {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(super::reason(&e)),
             Err(_) => Err(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
         };
         reach.record(result.as_ref().map(|_| ()).map_err(String::as_str));
