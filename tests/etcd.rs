@@ -282,14 +282,7 @@ async fn losing_quorum_keeps_traffic_flowing_refuses_writes_and_catches_up() {
     let a = &s.instances[0];
     // Health says so within a few seconds.
     let start = Instant::now();
-    loop {
-        let (_, h) = call(Method::GET, &a.api("/health"), None).await;
-        if h["store"]["up"] == json!(false) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{h}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_store_down(a, Duration::from_secs(10), "quorum lost").await;
     // The gauge follows within a second.
     loop {
         let text = scrape(&a.api("/metrics")).await;
@@ -322,15 +315,7 @@ async fn losing_quorum_keeps_traffic_flowing_refuses_writes_and_catches_up() {
     s.cluster.restart(1);
     s.cluster.restart(2);
     s.cluster.wait_healthy(Duration::from_secs(30)).await;
-    let start = Instant::now();
-    loop {
-        let (st, body) = switch(a, "b").await;
-        if st == 200 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{st} {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    switch_until_ok(a, "b", Duration::from_secs(30)).await;
     for p in &s.instances[1..] {
         until_served_by(p, "b1", Duration::from_secs(10)).await;
     }
@@ -538,6 +523,19 @@ async fn instance_as(
 }
 
 /// Switches through `p` until it answers 200 (for at most `patience`).
+/// Polls `GET /api/v1/health` until it says the store is down.
+async fn wait_for_store_down(p: &Proxy, patience: Duration, scenario: &str) {
+    let start = Instant::now();
+    loop {
+        let (_, h) = call(Method::GET, &p.api("/health"), None).await;
+        if h["store"]["up"] == json!(false) {
+            return;
+        }
+        assert!(start.elapsed() < patience, "{scenario}: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn switch_until_ok(p: &Proxy, tag: &str, patience: Duration) {
     let start = Instant::now();
     loop {
@@ -616,15 +614,7 @@ async fn while_etcd_is_down_parallel_writes_and_health_answer_promptly() {
             "every member gone" => (0..3).for_each(|i| cluster.kill(i)),
             _ => (0..3).for_each(|i| cluster.pause(i)),
         }
-        let start = Instant::now();
-        loop {
-            let (_, h) = call(Method::GET, &p.api("/health"), None).await;
-            if h["store"]["up"] == json!(false) {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "{scenario}: {h}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_store_down(&p, Duration::from_secs(20), scenario).await;
 
         // Five writes at once and a health check: each answers within 5 s of being sent.
         let writes: Vec<_> = (0..5)
