@@ -66,20 +66,13 @@ fn check_accepts_tls_settings_on_an_h2c_backend() {
 #[test]
 fn check_accepts_the_interface_etcd_example_and_run_names_the_missing_password() {
     let dir = tempfile::tempdir().unwrap();
-    let text = r#"
+    let text = format!(
+        r#"
 [proxy]
 listen_addr_http = "127.0.0.1:1"
 management_api_addr = "127.0.0.1:2"
 
-[state]
-backend = "etcd"                          # "file" (default, [state] path) | "etcd"
-
-[state.etcd]
-endpoints = ["http://127.0.0.1:2379"]     # one or more members of one cluster
-prefix = "/pingora-vhost/"                # every key of this deployment under it
-username = "vhost"                        # optional; env PINGORA_VHOST_ETCD_PASSWORD gives the password
-ca_file = "/etc/pingora-vhost/etcd-ca.pem"  # optional TLS to etcd (with cert_file, key_file)
-
+{}
 [[virtual_hosts]]
 domain = "app.test"
 enabled_backends_tag = "a"
@@ -88,7 +81,9 @@ enabled_backends_tag = "a"
 id = "a1"
 address = "127.0.0.1:3001"
 tags = ["a"]
-"#;
+"#,
+        include_str!("fixtures/interface-etcd-state.toml")
+    );
     std::fs::write(dir.path().join("c.toml"), text).unwrap();
     let (code, out, err) = run_in(dir.path(), &["check", "--config", "c.toml"]);
     assert_eq!(code, 0, "{err}");

@@ -45,16 +45,7 @@ fn every_etcd_problem_is_listed() {
 }
 
 /// The `[state]` block of the interface's own example, word for word.
-const CONTRACT_EXAMPLE: &str = r#"
-[state]
-backend = "etcd"                          # "file" (default, [state] path) | "etcd"
-
-[state.etcd]
-endpoints = ["http://127.0.0.1:2379"]     # one or more members of one cluster
-prefix = "/pingora-vhost/"                # every key of this deployment under it
-username = "vhost"                        # optional; env PINGORA_VHOST_ETCD_PASSWORD gives the password
-ca_file = "/etc/pingora-vhost/etcd-ca.pem"  # optional TLS to etcd (with cert_file, key_file)
-"#;
+const CONTRACT_EXAMPLE: &str = include_str!("../../../tests/fixtures/interface-etcd-state.toml");
 
 #[test]
 fn the_interface_example_passes_check() {
