@@ -262,7 +262,6 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_is_not() {
         rolled - failing_since,
         rolled - passed_at
     );
-    assert!(rolled - passed_at < Duration::from_millis(1500));
     assert_eq!(d["weights"], Value::Null);
     assert_eq!(d["enabled_backends_tag"], "a");
     assert_eq!(d["last_rollback"]["from_tag"], "b");
