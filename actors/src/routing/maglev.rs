@@ -130,7 +130,8 @@ impl HashTables {
     }
 
     /// Tables some pool still holds.
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
         self.built.values().filter(|t| t.strong_count() > 0).count()
     }
 }

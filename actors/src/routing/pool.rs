@@ -97,7 +97,8 @@ impl BackendPool {
     }
 
     /// Whether this pool and `other` look keys up in the same table.
-    pub fn shares_table_with(&self, other: &BackendPool) -> bool {
+    #[cfg(test)]
+    pub(crate) fn shares_table_with(&self, other: &BackendPool) -> bool {
         matches!((&self.table, &other.table), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 

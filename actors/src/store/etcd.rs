@@ -132,20 +132,15 @@ impl Held {
     }
 }
 
-/// What an etcd error says to an operator: the server's or the transport's message (`etcdserver:
-/// no leader`, `tcp connect error`), without the transport's debug dump.
+/// What an etcd error says to an operator: for a gRPC status (which every unreachable or
+/// leaderless cluster answers with), its message and code (`etcdserver: no leader`, `tcp connect
+/// error`) without tonic's debug dump of the error chain.
 pub(super) fn reason(e: &etcd_client::Error) -> String {
     match e {
         etcd_client::Error::GRpcStatus(status) => {
             format!("{} ({:?})", status.message(), status.code())
         }
-        other => {
-            let text = other.to_string();
-            match text.find(", source:") {
-                Some(end) => text[..end].to_string(),
-                None => text,
-            }
-        }
+        other => other.to_string(),
     }
 }
 
